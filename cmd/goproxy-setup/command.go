@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+)
+
+// command is one subcommand. Each lives in its own file, registers itself in
+// an init function, parses its flags and calls a library.
+type command interface {
+	// Name is the word that selects the command.
+	Name() string
+	// Synopsis is the one-line description shown in the usage.
+	Synopsis() string
+	// Run parses args and runs the command. stdout carries the command's
+	// result (env lines, JSON); stderr carries progress and logs.
+	Run(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+var commands = map[string]command{}
+
+func register(c command) {
+	if _, dup := commands[c.Name()]; dup {
+		panic("internal error: duplicate command " + c.Name())
+	}
+	commands[c.Name()] = c
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: goproxy-setup COMMAND [flags]\n\nCommands:\n")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].Synopsis())
+	}
+	fmt.Fprintf(w, "\nEvery flag has an environment twin: GOPROXY_SETUP_ + its upper-case name, '-' as '_'.\nRun 'goproxy-setup COMMAND -h' for a command's flags.\n")
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		usage(stderr)
+		return usageErrorf("no command given: name one of the commands above")
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return nil
+	case "-version", "--version":
+		args = []string{"version"}
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		usage(stderr)
+		return usageErrorf("unknown command %q: use one of the commands above", args[0])
+	}
+	return c.Run(ctx, args[1:], stdout, stderr)
+}
+
+// usageErrorf returns a bad-input error (exit 2).
+func usageErrorf(format string, args ...any) error {
+	return errkind.Mark(errkind.BadInput, fmt.Errorf(format, args...))
+}
+
+// exitCode maps an error to the Contract's exit codes.
+func exitCode(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return errkind.Of(err).ExitCode()
+}
+
+// envName is the environment twin of a flag: GOPROXY_SETUP_CLIENT_CERT for
+// --client-cert.
+func envName(flagName string) string {
+	return "GOPROXY_SETUP_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseFlags parses args into fs after filling every flag that was not given
+// on the command line from its environment twin. Flags win over the
+// environment. Errors name the flag or variable and are bad input.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: goproxy-setup %s [flags]\n\nFlags (each also read from GOPROXY_SETUP_<NAME>):\n", fs.Name())
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errkind.Mark(errkind.BadInput, err)
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		v, ok := os.LookupEnv(envName(f.Name))
+		if !ok {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("environment variable %s (twin of --%s): %w", envName(f.Name), f.Name, err))
+		}
+	})
+	return errkind.Mark(errkind.BadInput, errors.Join(errs...))
+}
+
+// stringList is a repeatable flag; from the environment it takes a
+// newline- or comma-separated list.
+type stringList []string
+
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+
+func (s *stringList) Set(v string) error {
+	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == '\n' || r == ',' }) {
+		if f = strings.TrimSpace(f); f != "" {
+			*s = append(*s, f)
+		}
+	}
+	return nil
+}
+
+// commonFlags are the flags shared by run, agent, warm, diagnose, github and
+// gitlab (DESIGN.md, Contract).
+type commonFlags struct {
+	upstream   string
+	clientCert string
+	clientKey  string
+	caCert     string
+	policy     string
+	stateDir   string
+	timeout    time.Duration
+	logLevel   string
+	logFormat  string
+}
+
+func (c *commonFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.upstream, "upstream", "https://proxy.golang.org", "upstream list in cmd/go's GOPROXY syntax (',' falls through on 404/410, '|' on any error)")
+	fs.StringVar(&c.clientCert, "client-cert", "", "PEM file with the client certificate (and chain) presented to the upstream")
+	fs.StringVar(&c.clientKey, "client-key", "", "PEM file with the client certificate's private key (mode 0600)")
+	fs.StringVar(&c.caCert, "ca-cert", "", "PEM file with extra root certificates for the upstream")
+	fs.StringVar(&c.policy, "policy", "", "policy file (HCL); built-in defaults when empty")
+	fs.StringVar(&c.stateDir, "state-dir", "", "directory for the agent's pid, port, logs and reports (default under the CI temp dir or the user cache dir)")
+	fs.DurationVar(&c.timeout, "timeout", 60*time.Second, "per-fetch timeout")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error, off")
+	fs.StringVar(&c.logFormat, "log-format", "", "log format: text or json (default text on a terminal, json otherwise)")
+}
