@@ -1,0 +1,292 @@
+// Package proxy owns the loopback GOPROXY forwarder: the HTTP handler that
+// speaks the plain GOPROXY protocol to cmd/go under a random capability
+// path, validates every request, forwards it to the upstream list (mTLS is
+// the upstream package's business), streams bodies, answers upstream
+// failures with a short diagnosis that cmd/go prints, and keeps statistics.
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
+)
+
+// Fetcher fetches GOPROXY protocol paths from the upstreams; the upstream
+// package's *Client implements it.
+type Fetcher interface {
+	Get(ctx context.Context, path string) (*http.Response, error)
+}
+
+// Config configures a Handler.
+type Config struct {
+	// Token is the capability path element: every request must start with
+	// "/<Token>/". Use NewToken.
+	Token string
+	// Upstream serves the forwarded requests.
+	Upstream Fetcher
+	// Classify names the failing layer of an upstream error and one line of
+	// remedy (agent/diagnose.Classify); nil reports layer "upstream".
+	Classify func(err error) (layer, remedy string)
+	// Diagnose, when set, returns up to a few lines of deeper diagnosis for
+	// a failed upstream (the diagnostic ladder's verdict, cached by the
+	// caller); it must return quickly.
+	Diagnose func(ctx context.Context, upstreamURL string) string
+	// Deny reports whether a module is denied by policy and why.
+	Deny func(modulePath string) (reason string, denied bool)
+	// Stop, when set, is called by POST <token>/.goproxy-setup/stop: the
+	// agent may run as another user, so the job stops it through its
+	// capability URL rather than a signal.
+	Stop func()
+	// Logger receives one line per request at debug level and failures at
+	// warn level; nil is silent.
+	Logger hclog.Logger
+}
+
+// AdminPrefix is the path under the capability token for the agent's own
+// endpoints (health, stats). A module path cannot start with a dot.
+const AdminPrefix = ".goproxy-setup/"
+
+// Handler is the forwarder. It is safe for concurrent use.
+type Handler struct {
+	cfg   Config
+	log   hclog.Logger
+	stats *statsRecorder
+	start time.Time
+}
+
+// NewToken returns a random capability token: 128 bits, URL-safe base64.
+func NewToken() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate capability token: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// New returns a forwarder for cfg.
+func New(cfg Config) (*Handler, error) {
+	if len(cfg.Token) < 16 {
+		return nil, errors.New("proxy: capability token too short (use NewToken)")
+	}
+	if cfg.Upstream == nil {
+		return nil, errors.New("proxy: no upstream")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Handler{cfg: cfg, log: log, stats: newStatsRecorder(), start: time.Now()}, nil
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect || !strings.HasPrefix(r.RequestURI, "/") {
+		h.stats.reject()
+		http.Error(w, "goproxy-setup: absolute-URL and CONNECT requests are not served", http.StatusBadRequest)
+		return
+	}
+	rest, ok := h.authorize(r.URL.EscapedPath())
+	if !ok {
+		h.stats.reject()
+		http.NotFound(w, r)
+		return
+	}
+	if adm, ok := strings.CutPrefix(rest, AdminPrefix); ok {
+		h.serveAdmin(w, r, adm)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		h.stats.reject()
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "goproxy-setup: method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if r.URL.RawQuery != "" {
+		h.stats.reject()
+		http.Error(w, "goproxy-setup: a query string is not part of the GOPROXY protocol", http.StatusBadRequest)
+		return
+	}
+	req, err := ParsePath(rest)
+	if err != nil {
+		h.stats.reject()
+		http.Error(w, "goproxy-setup: bad request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if req.Kind != KindSumDB && h.cfg.Deny != nil {
+		if reason, denied := h.cfg.Deny(req.Module); denied {
+			h.stats.deny()
+			http.Error(w, fmt.Sprintf("goproxy-setup: module %s is denied by policy: %s", req.Module, reason), http.StatusForbidden)
+			return
+		}
+	}
+	h.forward(w, r, req)
+}
+
+// authorize checks the capability token in constant time and returns the
+// path after it.
+func (h *Handler) authorize(p string) (string, bool) {
+	p = strings.TrimPrefix(p, "/")
+	tok, rest, _ := strings.Cut(p, "/")
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(h.cfg.Token)) != 1 {
+		return "", false
+	}
+	return rest, true
+}
+
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req Request) {
+	start := time.Now()
+	resp, err := h.cfg.Upstream.Get(r.Context(), req.Path)
+	if err != nil {
+		h.fail(w, r, req, err, start)
+		return
+	}
+	defer resp.Body.Close()
+	h.stats.upstreamLatency(time.Since(start))
+	for _, k := range []string{"Content-Type", "Content-Length", "Cache-Control", "Last-Modified", "ETag"} {
+		if v := resp.Header.Get(k); v != "" {
+			w.Header().Set(k, v)
+		}
+	}
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", contentType(req.Kind))
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		h.stats.done(req.Kind, 0, http.StatusOK)
+		return
+	}
+	bp := bufPool.Get().(*[]byte)
+	n, err := io.CopyBuffer(w, resp.Body, *bp)
+	bufPool.Put(bp)
+	if err != nil {
+		// Headers are gone: abort the response so cmd/go sees a truncated
+		// body (and its own hash check fails) rather than a short success.
+		h.stats.bodyError()
+		h.log.Warn("upstream body failed mid-stream", "path", req.Path, "bytes", n, "error", err)
+		panic(http.ErrAbortHandler)
+	}
+	h.stats.done(req.Kind, n, http.StatusOK)
+	h.log.Debug("served", "kind", req.Kind, "module", req.Module, "version", req.Version, "bytes", n, "elapsed", time.Since(start))
+}
+
+func contentType(k Kind) string {
+	switch k {
+	case KindZip:
+		return "application/zip"
+	case KindInfo, KindLatest:
+		return "application/json"
+	}
+	return "text/plain; charset=utf-8"
+}
+
+// fail answers an upstream failure: not-found passes through (cmd/go falls
+// through to its next GOPROXY entry); anything else is 502, or 504 on a
+// timeout, with a text body naming the upstream, the layer and the fix.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, req Request, err error, start time.Time) {
+	var ue *upstream.Error
+	if errors.As(err, &ue) && ue.NotFound() {
+		h.stats.done(req.Kind, 0, ue.StatusCode)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(ue.StatusCode)
+		io.WriteString(w, ue.Body)
+		return
+	}
+	if r.Context().Err() != nil {
+		// cmd/go went away; nothing to answer.
+		h.stats.cancelled()
+		return
+	}
+	layer, remedy := "upstream", "run 'goproxy-setup diagnose' for a layer-by-layer report"
+	if h.cfg.Classify != nil {
+		layer, remedy = h.cfg.Classify(err)
+	}
+	status := http.StatusBadGateway
+	upstreamName := "the upstream"
+	if ue != nil {
+		upstreamName = ue.Upstream
+		if ue.Timeout() {
+			status = http.StatusGatewayTimeout
+		}
+	}
+	h.stats.failed(req.Kind, layer, status)
+	h.log.Warn("upstream failed", "path", req.Path, "upstream", upstreamName, "layer", layer, "error", err, "elapsed", time.Since(start))
+	var b strings.Builder
+	fmt.Fprintf(&b, "goproxy-setup: upstream %s failed at layer %s: %s\n", upstreamName, layer, oneLine(err))
+	fmt.Fprintf(&b, "goproxy-setup: fix: %s\n", remedy)
+	if h.cfg.Diagnose != nil && ue != nil {
+		if d := strings.TrimSpace(h.cfg.Diagnose(r.Context(), ue.Upstream)); d != "" {
+			lines := strings.Split(d, "\n")
+			if len(lines) > 5 {
+				lines = lines[:5]
+			}
+			for _, l := range lines {
+				fmt.Fprintf(&b, "goproxy-setup: %s\n", l)
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	io.WriteString(w, b.String())
+}
+
+func oneLine(err error) string {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request, op string) {
+	if op == "stop" {
+		if r.Method != http.MethodPost || h.cfg.Stop == nil {
+			http.Error(w, "goproxy-setup: POST to stop", http.StatusMethodNotAllowed)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		h.cfg.Stop()
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "goproxy-setup: method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	switch op {
+	case "health":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	case "stats":
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(h.Stats())
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// Stats returns a snapshot of the forwarder's statistics.
+func (h *Handler) Stats() Stats {
+	s := h.stats.snapshot()
+	s.Uptime = time.Since(h.start).Round(time.Millisecond).String()
+	return s
+}

@@ -1,0 +1,281 @@
+package agent
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
+	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
+	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+	"github.com/goproxy-setup/goproxy-setup/policies"
+	"github.com/goproxy-setup/goproxy-setup/tlsauth"
+)
+
+// Handoff is what the bootstrap hands the agent process on its stdin: the
+// capability token and the client identity, read before any privilege drop
+// and never written to disk or to the environment. Its String method
+// redacts everything.
+type Handoff struct {
+	Token   string `json:"token"`
+	CertPEM []byte `json:"cert_pem,omitempty"`
+	KeyPEM  []byte `json:"key_pem,omitempty"`
+}
+
+// String redacts the handoff.
+func (Handoff) String() string { return "agent.Handoff{(redacted)}" }
+
+// GoString redacts the handoff.
+func (h Handoff) GoString() string { return h.String() }
+
+// ReadHandoff reads a Handoff from r (the agent's stdin) until EOF.
+func ReadHandoff(r io.Reader) (Handoff, error) {
+	var h Handoff
+	b, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return h, fmt.Errorf("read handoff: %w", err)
+	}
+	if err := json.Unmarshal(b, &h); err != nil {
+		return h, errors.New("read handoff: malformed (start the agent through 'goproxy-setup run')")
+	}
+	return h, nil
+}
+
+// ServeConfig configures Serve, the agent process.
+type ServeConfig struct {
+	// Policy is the effective policy (policies.Default when nil).
+	Policy *policies.Policy
+	// UpstreamList, when not empty, replaces the policy's default route
+	// (the --upstream flag).
+	UpstreamList string
+	// Identity is presented to the upstreams of the default route and of
+	// routes whose upstreams declare no identity of their own; nil for
+	// none.
+	Identity *tlsauth.Identity
+	// Roots are extra trusted roots (nil: system roots).
+	Roots *x509.CertPool
+	// Timeout is the per-fetch timeout.
+	Timeout time.Duration
+	// Listen is the address to listen on, "127.0.0.1:0" by default. Only
+	// loopback addresses are accepted.
+	Listen string
+	// Token is the capability token (proxy.NewToken).
+	Token string
+	// Classify and Diagnose feed the 502/504 bodies (see proxy.Config).
+	Classify func(err error) (layer, remedy string)
+	Diagnose func(ctx context.Context, upstreamURL string) string
+	// AfterListen runs once the listener is bound and before serving: the
+	// place to drop privileges. An error stops the agent.
+	AfterListen func() error
+	// Ready is called with the served base URL (http://addr/token) once
+	// the agent serves.
+	Ready func(baseURL string)
+	// Logger receives the agent's log; nil is silent.
+	Logger hclog.Logger
+}
+
+// Serve runs the forwarder until ctx is done.
+func Serve(ctx context.Context, cfg ServeConfig) error {
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	fetcher, err := NewFetcher(cfg.Policy, cfg.UpstreamList, cfg.Identity, cfg.Roots, cfg.Timeout, log)
+	if err != nil {
+		return err
+	}
+	deny := func(string) (string, bool) { return "", false }
+	if cfg.Policy != nil {
+		deny = cfg.Policy.Denied
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	h, err := proxy.New(proxy.Config{
+		Stop:     stop,
+		Token:    cfg.Token,
+		Upstream: fetcher,
+		Classify: cfg.Classify,
+		Diagnose: cfg.Diagnose,
+		Deny:     deny,
+		Logger:   log.Named("proxy"),
+	})
+	if err != nil {
+		return err
+	}
+	addr := cfg.Listen
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	if err := checkLoopback(addr); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return errkind.Mark(errkind.BadInput, fmt.Errorf("listen on %s: %w", addr, err))
+	}
+	defer ln.Close()
+	if cfg.AfterListen != nil {
+		if err := cfg.AfterListen(); err != nil {
+			return err
+		}
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	base := "http://" + ln.Addr().String() + "/" + cfg.Token
+	log.Info("agent serving", "addr", ln.Addr().String(), "upstreams", fetcher.String())
+	if cfg.Ready != nil {
+		cfg.Ready(base)
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	st := h.Stats()
+	log.Info("agent stopped", "requests", st.Requests, "failures", st.Failures, "bytes", st.Bytes)
+	return err
+}
+
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errkind.Mark(errkind.BadInput, fmt.Errorf("listen address %q: %w (use 127.0.0.1:PORT)", addr, err))
+	}
+	ip := net.ParseIP(host)
+	if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return errkind.Mark(errkind.BadInput, fmt.Errorf("listen address %q is not loopback: the agent serves only 127.0.0.1 or ::1", addr))
+	}
+	return nil
+}
+
+// Fetcher routes each request to the upstream list of the policy route that
+// serves its module.
+type Fetcher struct {
+	def    *upstream.Client
+	routes []routeClient
+}
+
+type routeClient struct {
+	patterns string
+	client   *upstream.Client
+}
+
+// NewFetcher builds the upstream clients for a policy (nil: the default
+// policy). upstreamList, when not empty, replaces the default route.
+func NewFetcher(pol *policies.Policy, upstreamList string, id *tlsauth.Identity, roots *x509.CertPool, timeout time.Duration, log hclog.Logger) (*Fetcher, error) {
+	if pol == nil {
+		pol = policies.Default()
+	}
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	retry := upstream.Retry{Attempts: pol.Retry.Attempts, Backoff: pol.Retry.Backoff, MaxBackoff: pol.Retry.MaxBackoff}
+	build := func(list string, ups []*policies.Upstream) (*upstream.Client, error) {
+		entries, err := upstream.ParseList(list)
+		if err != nil {
+			return nil, err
+		}
+		var origins []upstream.Origin
+		for _, e := range upstream.Proxies(entries) {
+			o := upstream.Origin{Host: e.URL.Host, Identity: id, Roots: roots}
+			for _, u := range ups {
+				if pu, err := url.Parse(u.URL); err == nil && strings.EqualFold(pu.Host, e.URL.Host) {
+					if u.ClientCert != "" {
+						uid, err := tlsauth.LoadFiles(u.ClientCert, u.ClientKey)
+						if err != nil {
+							return nil, fmt.Errorf("upstream %q: %w", u.Name, err)
+						}
+						o.Identity = uid
+					}
+					if u.CACert != "" {
+						r, err := tlsauth.LoadRoots(u.CACert)
+						if err != nil {
+							return nil, fmt.Errorf("upstream %q: %w", u.Name, err)
+						}
+						o.Roots = r
+					}
+				}
+			}
+			origins = append(origins, o)
+		}
+		t := upstream.NewTransport(upstream.TransportOptions{
+			Origins:  origins,
+			Timeouts: upstream.DefaultTimeouts(timeout),
+			Retry:    retry,
+			Logger:   log.Named("upstream"),
+		})
+		return upstream.New(upstream.Options{Entries: entries, Transport: t, Logger: log.Named("upstream")}), nil
+	}
+	f := &Fetcher{}
+	list := upstreamList
+	if list == "" {
+		list = pol.DefaultRoute.List()
+	}
+	var err error
+	if f.def, err = build(list, pol.DefaultRoute.Upstreams); err != nil {
+		return nil, err
+	}
+	for _, r := range pol.Routes {
+		c, err := build(r.List(), r.Upstreams)
+		if err != nil {
+			return nil, err
+		}
+		f.routes = append(f.routes, routeClient{patterns: strings.Join(r.Modules, ","), client: c})
+	}
+	return f, nil
+}
+
+// Get implements proxy.Fetcher: the module's route serves the request.
+func (f *Fetcher) Get(ctx context.Context, path string) (*http.Response, error) {
+	return f.client(path).Get(ctx, path)
+}
+
+// Open implements agent/warm's Source.
+func (f *Fetcher) Open(ctx context.Context, path string) (io.ReadCloser, error) {
+	return f.client(path).Open(ctx, path)
+}
+
+// Default returns the client of the default route.
+func (f *Fetcher) Default() *upstream.Client { return f.def }
+
+func (f *Fetcher) client(path string) *upstream.Client {
+	if len(f.routes) == 0 || strings.HasPrefix(path, "sumdb/") {
+		return f.def
+	}
+	if r, err := proxy.ParsePath(path); err == nil {
+		for _, rc := range f.routes {
+			if matchPatterns(rc.patterns, r.Module) {
+				return rc.client
+			}
+		}
+	}
+	return f.def
+}
+
+// String lists the default route's upstreams, redacted.
+func (f *Fetcher) String() string {
+	var parts []string
+	for _, e := range f.def.Entries() {
+		parts = append(parts, e.String())
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,306 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/version"
+	"github.com/goproxy-setup/goproxy-setup/tlsauth"
+)
+
+// Origin is one upstream origin (scheme://host:port) and the identity it
+// may see.
+type Origin struct {
+	// Host is the URL host (with port when not the default).
+	Host string
+	// Identity is the client certificate presented to this origin when it
+	// asks; nil for none.
+	Identity *tlsauth.Identity
+	// Roots are the trusted roots; nil means the system roots.
+	Roots *x509.CertPool
+}
+
+// Timeouts bound every phase of an upstream request.
+type Timeouts struct {
+	Connect        time.Duration // TCP connect
+	TLSHandshake   time.Duration
+	ResponseHeader time.Duration // request sent → response header
+	IdleBody       time.Duration // longest pause between two body reads
+}
+
+// DefaultTimeouts returns the timeouts used when none are configured, with
+// perFetch as the response-header and idle-body bound.
+func DefaultTimeouts(perFetch time.Duration) Timeouts {
+	if perFetch <= 0 {
+		perFetch = 60 * time.Second
+	}
+	return Timeouts{Connect: 10 * time.Second, TLSHandshake: 10 * time.Second, ResponseHeader: perFetch, IdleBody: perFetch}
+}
+
+// Retry configures retries of idempotent requests.
+type Retry struct {
+	Attempts   int           // total attempts, ≥ 1
+	Backoff    time.Duration // first backoff; doubled each time, with jitter
+	MaxBackoff time.Duration
+}
+
+// DefaultRetry is three attempts with 200ms, 400ms (±50%) backoff.
+var DefaultRetry = Retry{Attempts: 3, Backoff: 200 * time.Millisecond, MaxBackoff: 5 * time.Second}
+
+// TransportOptions configures NewTransport.
+type TransportOptions struct {
+	Origins  []Origin
+	Timeouts Timeouts
+	Retry    Retry
+	Logger   hclog.Logger
+	// Base, when set, replaces the per-origin transports' dialer (tests).
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// NewTransport returns the layered upstream RoundTripper:
+//
+//	logging → user agent → retry → origin router (per-origin mTLS transports)
+//
+// The router gives every configured origin its own *http.Transport whose TLS
+// configuration holds that origin's identity; any other host (a redirect
+// target such as a CDN) gets a transport with no client certificate, so the
+// certificate is presented only to the origin it belongs to.
+func NewTransport(opts TransportOptions) http.RoundTripper {
+	log := opts.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	r := &router{byHost: map[string]*http.Transport{}, timeouts: opts.Timeouts}
+	for _, o := range opts.Origins {
+		r.byHost[strings.ToLower(o.Host)] = newHTTPTransport(tlsauth.ClientConfig(o.Identity, o.Roots), opts.Timeouts, opts.DialContext)
+	}
+	var roots *x509.CertPool
+	if len(opts.Origins) > 0 {
+		roots = opts.Origins[0].Roots
+	}
+	r.other = newHTTPTransport(tlsauth.ClientConfig(nil, roots), opts.Timeouts, opts.DialContext)
+	retry := opts.Retry
+	if retry.Attempts < 1 {
+		retry.Attempts = 1
+	}
+	var rt http.RoundTripper = r
+	rt = &retryTransport{next: rt, retry: retry, log: log}
+	rt = &userAgent{next: rt}
+	rt = &logging{next: rt, log: log}
+	return rt
+}
+
+func newHTTPTransport(tc *tls.Config, t Timeouts, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
+	d := &net.Dialer{Timeout: t.Connect, KeepAlive: 30 * time.Second}
+	if dial == nil {
+		dial = d.DialContext
+	}
+	return &http.Transport{
+		// Proxy from the environment: company networks often require it.
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dial,
+		TLSClientConfig:       tc,
+		ForceAttemptHTTP2:     true,
+		TLSHandshakeTimeout:   t.TLSHandshake,
+		ResponseHeaderTimeout: t.ResponseHeader,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   64,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+type router struct {
+	byHost   map[string]*http.Transport
+	other    *http.Transport
+	timeouts Timeouts
+}
+
+func (r *router) RoundTrip(req *http.Request) (*http.Response, error) {
+	t, ok := r.byHost[strings.ToLower(req.URL.Host)]
+	if !ok {
+		t = r.other
+	}
+	resp, err := t.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	if r.timeouts.IdleBody > 0 {
+		resp.Body = newIdleBody(resp.Body, r.timeouts.IdleBody)
+	}
+	return resp, nil
+}
+
+// CloseIdleConnections closes idle connections of every origin.
+func (r *router) CloseIdleConnections() {
+	for _, t := range r.byHost {
+		t.CloseIdleConnections()
+	}
+	r.other.CloseIdleConnections()
+}
+
+// ErrIdleBody is returned by a response body that saw no data for longer
+// than the idle-body timeout.
+var ErrIdleBody = errors.New("upstream stalled: no data received within the idle-body timeout")
+
+// idleBody closes the underlying body when no Read returns data within d.
+type idleBody struct {
+	rc    io.ReadCloser
+	d     time.Duration
+	timer *time.Timer
+	mu    sync.Mutex
+	fired bool
+}
+
+func newIdleBody(rc io.ReadCloser, d time.Duration) *idleBody {
+	b := &idleBody{rc: rc, d: d}
+	b.timer = time.AfterFunc(d, func() {
+		b.mu.Lock()
+		b.fired = true
+		b.mu.Unlock()
+		rc.Close()
+	})
+	return b
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.mu.Lock()
+	fired := b.fired
+	b.mu.Unlock()
+	if fired {
+		return n, ErrIdleBody
+	}
+	if n > 0 {
+		b.timer.Reset(b.d)
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	b.timer.Stop()
+	return b.rc.Close()
+}
+
+type retryTransport struct {
+	next  http.RoundTripper
+	retry Retry
+	log   hclog.Logger
+}
+
+// RoundTrip retries idempotent requests (GET, HEAD) without a body on
+// temporary failures: network errors other than certificate problems, and
+// 429, 502, 503, 504. Backoff doubles from Retry.Backoff with ±50% jitter.
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if (req.Method != http.MethodGet && req.Method != http.MethodHead) || req.Body != nil && req.Body != http.NoBody {
+		return t.next.RoundTrip(req)
+	}
+	backoff := t.retry.Backoff
+	for attempt := 1; ; attempt++ {
+		resp, err := t.next.RoundTrip(req)
+		if attempt >= t.retry.Attempts || !retryable(resp, err) || req.Context().Err() != nil {
+			return resp, err
+		}
+		if resp != nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		wait := backoff/2 + rand.N(backoff+1)
+		t.log.Debug("retrying upstream request", "url", Redact(req.URL), "attempt", attempt+1, "wait", wait, "cause", retryCause(resp, err))
+		select {
+		case <-time.After(wait):
+		case <-req.Context().Done():
+			return nil, req.Context().Err()
+		}
+		if backoff *= 2; t.retry.MaxBackoff > 0 && backoff > t.retry.MaxBackoff {
+			backoff = t.retry.MaxBackoff
+		}
+	}
+}
+
+func retryCause(resp *http.Response, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return resp.Status
+}
+
+func retryable(resp *http.Response, err error) bool {
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return false
+		}
+		// Certificate and TLS policy failures do not heal by retrying.
+		var (
+			certErr    *tls.CertificateVerificationError
+			alert      tls.AlertError
+			unknownErr x509.UnknownAuthorityError
+			hostErr    x509.HostnameError
+			invErr     x509.CertificateInvalidError
+		)
+		if errors.As(err, &certErr) || errors.As(err, &alert) || errors.As(err, &unknownErr) || errors.As(err, &hostErr) || errors.As(err, &invErr) {
+			return false
+		}
+		if strings.Contains(err.Error(), "remote error: tls:") {
+			return false
+		}
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+			return false
+		}
+		return true
+	}
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+type userAgent struct{ next http.RoundTripper }
+
+func (t *userAgent) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Header.Get("User-Agent") == "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("User-Agent", version.UserAgent())
+	}
+	return t.next.RoundTrip(req)
+}
+
+type logging struct {
+	next http.RoundTripper
+	log  hclog.Logger
+}
+
+func (t *logging) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.next.RoundTrip(req)
+	if t.log.IsDebug() {
+		if err != nil {
+			t.log.Debug("upstream request failed", "method", req.Method, "url", Redact(req.URL), "elapsed", time.Since(start), "error", err)
+		} else {
+			t.log.Debug("upstream response", "method", req.Method, "url", Redact(req.URL), "status", resp.StatusCode, "proto", resp.Proto, "elapsed", time.Since(start))
+		}
+	}
+	return resp, err
+}
+
+// sanity check the layering types.
+var (
+	_ http.RoundTripper = (*router)(nil)
+	_ http.RoundTripper = (*retryTransport)(nil)
+	_ http.RoundTripper = (*userAgent)(nil)
+	_ http.RoundTripper = (*logging)(nil)
+	_ fmt.Stringer      = Entry{}
+)
