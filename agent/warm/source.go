@@ -1,0 +1,180 @@
+package warm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Source fetches files of the GOPROXY protocol. Path is relative to the
+// proxy's root, has no leading slash and is already escaped, such as
+// "github.com/!burnt!sushi/toml/@v/v1.2.0.zip".
+//
+// An error for a file the upstream does not have satisfies
+// errors.Is(err, ErrNotFound) or carries a NotFound() bool method that
+// returns true; an error worth retrying carries a Temporary() bool method
+// that returns true (network errors and timeouts are retried as well).
+// A Source that implements fmt.Stringer names the upstream in the Summary;
+// the string must not contain secrets.
+type Source interface {
+	Open(ctx context.Context, path string) (io.ReadCloser, error)
+}
+
+// ErrNotFound is the error for a file the upstream does not have (404, 410).
+var ErrNotFound = errors.New("not found")
+
+// HTTPSource is a Source that fetches from a plain GOPROXY URL: a running
+// agent ("http://127.0.0.1:PORT/TOKEN") or any module proxy. The URL's path
+// and user info are treated as secrets (the agent's capability token lives
+// there): they never appear in errors or in String.
+type HTTPSource struct {
+	// BaseURL is the proxy's root URL.
+	BaseURL string
+	// Client is the HTTP client; nil means a client with one connection
+	// pool shared by all fetches and HTTP/2 where the server offers it.
+	Client *http.Client
+}
+
+var (
+	_ Source       = HTTPSource{}
+	_ fmt.Stringer = HTTPSource{}
+)
+
+// defaultClient is shared so that every HTTPSource without a client reuses
+// connections.
+var defaultClient = &http.Client{Transport: NewTransport()}
+
+// NewTransport returns an HTTP transport suited to warming: HTTP/2 when the
+// server offers it over TLS and enough idle HTTP/1.1 connections per host
+// for a concurrent warm.
+func NewTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ForceAttemptHTTP2 = true
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 256
+	t.IdleConnTimeout = 30 * time.Second
+	return t
+}
+
+// String returns the redacted base URL: scheme and host only.
+func (s HTTPSource) String() string { return Redact(s.BaseURL) }
+
+// Redact returns rawURL without its user info, path, query and fragment,
+// which may hold secrets (the agent's capability token); "/…" marks a
+// removed path.
+func Redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		return "<url>"
+	}
+	r := u.Scheme + "://" + u.Host
+	if strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
+		r += "/…"
+	}
+	return r
+}
+
+// Open implements Source.
+func (s HTTPSource) Open(ctx context.Context, path string) (io.ReadCloser, error) {
+	client := s.Client
+	if client == nil {
+		client = defaultClient
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(s.BaseURL, "/")+"/"+path, nil)
+	if err != nil {
+		// The message of url.Parse errors contains the URL: drop it.
+		return nil, &HTTPError{Upstream: s.String(), Path: path, Err: errors.New("malformed proxy URL")}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the url.Error's message has the URL, with the token
+		}
+		return nil, &HTTPError{Upstream: s.String(), Path: path, Err: err}
+	}
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		first, _, _ := strings.Cut(strings.TrimSpace(string(msg)), "\n")
+		return nil, &HTTPError{Upstream: s.String(), Path: path, StatusCode: resp.StatusCode, Body: first}
+	}
+	return resp.Body, nil
+}
+
+// HTTPError is a failed GOPROXY request: a status other than 200 or a
+// transport error. It holds no secret: Upstream is redacted.
+type HTTPError struct {
+	// Upstream is the redacted proxy URL.
+	Upstream string
+	// Path is the requested GOPROXY path.
+	Path string
+	// StatusCode is the HTTP status, 0 for a transport error.
+	StatusCode int
+	// Body is the first line of the response body, if any.
+	Body string
+	// Err is the transport error.
+	Err error
+}
+
+var _ error = (*HTTPError)(nil)
+
+func (e *HTTPError) Error() string {
+	if e.StatusCode == 0 {
+		return fmt.Sprintf("GET %s/%s: %v", e.Upstream, e.Path, e.Err)
+	}
+	s := fmt.Sprintf("GET %s/%s: %d %s", e.Upstream, e.Path, e.StatusCode, http.StatusText(e.StatusCode))
+	if e.Body != "" {
+		s += ": " + e.Body
+	}
+	return s
+}
+
+// Unwrap returns the transport error.
+func (e *HTTPError) Unwrap() error { return e.Err }
+
+// NotFound reports whether the upstream does not have the file (404, 410).
+func (e *HTTPError) NotFound() bool {
+	return e.StatusCode == http.StatusNotFound || e.StatusCode == http.StatusGone
+}
+
+// Temporary reports whether a retry may succeed: transport errors, 429
+// and 5xx.
+func (e *HTTPError) Temporary() bool {
+	return e.StatusCode == 0 || e.StatusCode == http.StatusTooManyRequests || e.StatusCode >= 500
+}
+
+// isNotFound reports whether err says the upstream does not have the file.
+func isNotFound(err error) bool {
+	if errors.Is(err, ErrNotFound) {
+		return true
+	}
+	var nf interface{ NotFound() bool }
+	return errors.As(err, &nf) && nf.NotFound()
+}
+
+// isTemporary reports whether a retry of the failed fetch may succeed.
+func isTemporary(err error) bool {
+	if isNotFound(err) {
+		return false
+	}
+	var tmp interface{ Temporary() bool }
+	if errors.As(err, &tmp) && tmp.Temporary() {
+		return true
+	}
+	return isNetwork(err) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// isNetwork reports whether err is a transport failure or a timeout.
+func isNetwork(err error) bool {
+	var ne net.Error
+	var he *HTTPError
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
+		(errors.As(err, &he) && he.StatusCode == 0)
+}
