@@ -150,7 +150,7 @@ type commonFlags struct {
 }
 
 func (c *commonFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.upstream, "upstream", "https://proxy.golang.org", "upstream list in cmd/go's GOPROXY syntax (',' falls through on 404/410, '|' on any error)")
+	fs.StringVar(&c.upstream, "upstream", "", "upstream list in cmd/go's GOPROXY syntax: ',' falls through on 404/410, '|' on any error (default https://proxy.golang.org, or the policy's default route)")
 	fs.StringVar(&c.clientCert, "client-cert", "", "PEM file with the client certificate (and chain) presented to the upstream")
 	fs.StringVar(&c.clientKey, "client-key", "", "PEM file with the client certificate's private key (mode 0600)")
 	fs.StringVar(&c.caCert, "ca-cert", "", "PEM file with extra root certificates for the upstream")
@@ -160,3 +160,7 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error, off")
 	fs.StringVar(&c.logFormat, "log-format", "", "log format: text or json (default text on a terminal, json otherwise)")
 }
+
+// upstreamList returns the --upstream value ("" leaves the choice to the
+// policy, whose built-in default is https://proxy.golang.org).
+func (c *commonFlags) upstreamList() string { return c.upstream }

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/goproxy-setup/goproxy-setup/agent"
+	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
+	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
+	"github.com/goproxy-setup/goproxy-setup/tlsauth"
+)
+
+func init() { register(agentCmd{}) }
+
+type agentCmd struct{}
+
+func (agentCmd) Name() string { return "agent" }
+func (agentCmd) Synopsis() string {
+	return "run the loopback GOPROXY forwarder in the foreground"
+}
+
+func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	var c commonFlags
+	c.register(fs)
+	listen := fs.String("listen", "127.0.0.1:0", "loopback address to listen on")
+	handoffStdin := fs.Bool("handoff-stdin", false, "read the capability token and client identity from stdin (as 'run' passes them)")
+	readyFD := fs.Int("ready-fd", 0, "write 'ready ADDR' to this file descriptor once serving, then close it")
+	runAs := fs.String("run-as", "", "drop privileges to this user after binding the listener")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	log := newLogger("agent", &c, stderr)
+	pol, err := loadPolicy(&c)
+	if err != nil {
+		return err
+	}
+	var id *tlsauth.Identity
+	var token string
+	if *handoffStdin {
+		h, err := agent.ReadHandoff(os.Stdin)
+		if err != nil {
+			return err
+		}
+		token = h.Token
+		if len(h.CertPEM) > 0 {
+			if id, err = tlsauth.LoadPEM(h.CertPEM, h.KeyPEM); err != nil {
+				return err
+			}
+		}
+	} else {
+		if id, _, err = loadIdentity(&c); err != nil {
+			return err
+		}
+	}
+	_, roots, err := loadIdentity(&commonFlags{caCert: c.caCert})
+	if err != nil {
+		return err
+	}
+	if token == "" {
+		if token, err = proxy.NewToken(); err != nil {
+			return err
+		}
+	}
+	cache := newDiagnosisCache(pol, id, roots, log)
+	return agent.Serve(ctx, agent.ServeConfig{
+		Policy:       pol,
+		UpstreamList: c.upstreamList(),
+		Identity:     id,
+		Roots:        roots,
+		Timeout:      c.timeout,
+		Listen:       *listen,
+		Token:        token,
+		Classify:     diagnose.Classify,
+		Diagnose:     cache.brief,
+		AfterListen: func() error {
+			if *runAs == "" {
+				return nil
+			}
+			return dropPrivileges(*runAs)
+		},
+		Ready: func(base string) {
+			if *readyFD > 0 {
+				f := os.NewFile(uintptr(*readyFD), "ready")
+				fmt.Fprintf(f, "ready %s\n", base[len("http://"):len(base)-len(token)-1])
+				// Point the descriptor at stderr (the log) so the
+				// bootstrap's pipe closes and later writes go to the log.
+				unix.Dup2(2, *readyFD)
+				return
+			}
+			fmt.Fprintf(stdout, "GOPROXY=%s\n", base)
+		},
+		Logger: log,
+	})
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/goproxy-setup/goproxy-setup/agent"
+)
+
+func init() { register(runCmd{}) }
+
+type runCmd struct{}
+
+func (runCmd) Name() string { return "run" }
+func (runCmd) Synopsis() string {
+	return "start the agent in the background, warm the cache, print the env to export"
+}
+
+// setupFlags are the flags of the commands that run the whole bootstrap
+// (run, github, gitlab).
+type setupFlags struct {
+	commonFlags
+	warm        bool
+	goSums      stringList
+	concurrency int
+	workDir     string
+}
+
+func (s *setupFlags) register(fs *flag.FlagSet) {
+	s.commonFlags.register(fs)
+	fs.BoolVar(&s.warm, "warm", true, "warm GOMODCACHE from go.sum after starting the agent")
+	fs.Var(&s.goSums, "go-sum", "go.sum file to warm from (repeatable; default ./go.sum and ./go.work.sum when present)")
+	fs.IntVar(&s.concurrency, "concurrency", 0, "parallel fetches while warming (0 chooses)")
+	fs.StringVar(&s.workDir, "working-directory", ".", "directory whose go.sum and go.work.sum are warmed by default")
+}
+
+func (s *setupFlags) config() agent.Config {
+	var agentArgs []string
+	if s.logLevel != "" {
+		agentArgs = append(agentArgs, "--log-level", s.logLevel)
+	}
+	if s.logFormat != "" {
+		agentArgs = append(agentArgs, "--log-format", s.logFormat)
+	}
+	return agent.Config{
+		Upstream:    s.upstream,
+		ClientCert:  s.clientCert,
+		ClientKey:   s.clientKey,
+		CACert:      s.caCert,
+		Policy:      s.policy,
+		StateDir:    s.stateDir,
+		Timeout:     s.timeout,
+		Warm:        s.warm,
+		GoSums:      s.goSums,
+		Concurrency: s.concurrency,
+		WorkDir:     s.workDir,
+		AgentArgs:   agentArgs,
+	}
+}
+
+func (runCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	var s setupFlags
+	s.register(fs)
+	format := fs.String("format", "shell", "output format of the variables: shell, dotenv or json")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	switch *format {
+	case "shell", "dotenv", "json":
+	default:
+		return usageErrorf("--format %q: use shell, dotenv or json", *format)
+	}
+	cfg := s.config()
+	cfg.Logger = newLogger("goproxy-setup", &s.commonFlags, stderr)
+	cfg.Progress = stderr
+	res, err := agent.Setup(ctx, cfg)
+	if res != nil && res.ReportPath != "" {
+		fmt.Fprintf(stderr, "goproxy-setup: diagnosis report: %s\n", res.ReportPath)
+	}
+	if err != nil {
+		return err
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(stderr, "goproxy-setup: warning: %s\n", w)
+	}
+	if res.Warm != nil {
+		fmt.Fprintf(stderr, "goproxy-setup: warmed %d modules (%d cache hits) in %s\n", res.Warm.Modules, res.Warm.Hits, res.Elapsed.Round(1e6))
+	}
+	if len(res.Endpoints) > 0 {
+		fmt.Fprintf(stderr, "goproxy-setup: egress endpoints the job needs: %s\n", strings.Join(res.Endpoints, " "))
+	}
+	return writeEnv(stdout, *format, res.Env)
+}
+
+// writeEnv prints the variables to export, GOPROXY first.
+func writeEnv(w io.Writer, format string, env []agent.EnvVar) error {
+	switch format {
+	case "json":
+		m := make([]map[string]string, 0, len(env))
+		for _, e := range env {
+			m = append(m, map[string]string{"name": e.Name, "value": e.Value})
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(m)
+	case "dotenv":
+		for _, e := range env {
+			if _, err := fmt.Fprintf(w, "%s=%s\n", e.Name, e.Value); err != nil {
+				return err
+			}
+		}
+	default:
+		for _, e := range env {
+			if _, err := fmt.Fprintf(w, "export %s=%s\n", e.Name, shellQuote(e.Value)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

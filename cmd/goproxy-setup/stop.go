@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/goproxy-setup/goproxy-setup/agent"
+	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+)
+
+func init() {
+	register(stopCmd{})
+	register(statusCmd{})
+}
+
+type stopCmd struct{}
+
+func (stopCmd) Name() string     { return "stop" }
+func (stopCmd) Synopsis() string { return "stop the running agent and print its final stats" }
+
+func (stopCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return statsCommand(ctx, "stop", args, stdout, stderr, agent.Stop)
+}
+
+type statusCmd struct{}
+
+func (statusCmd) Name() string     { return "status" }
+func (statusCmd) Synopsis() string { return "print the running agent's stats" }
+
+func (statusCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return statsCommand(ctx, "status", args, stdout, stderr, agent.Status)
+}
+
+func statsCommand(ctx context.Context, name string, args []string, stdout, stderr io.Writer, get func(context.Context, string) (*agent.Stats, error)) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	stateDir := fs.String("state-dir", "", "the agent's state directory (as given to run)")
+	asJSON := fs.Bool("json", false, "print the stats as JSON")
+	failOnErrors := fs.Bool("fail-on-errors", name == "stop", "exit 3 when fetches failed after setup")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	dir := *stateDir
+	if dir == "" {
+		dir = agent.DefaultStateDir()
+	}
+	s, err := get(ctx, dir)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(s); err != nil {
+			return err
+		}
+	} else {
+		writeStats(stdout, s)
+	}
+	if *failOnErrors && s.FailedAfterSetup > 0 {
+		return errkind.Mark(errkind.Unreachable, fmt.Errorf("%d module fetches failed after setup (by layer: %v); see the agent log and 'goproxy-setup diagnose'", s.FailedAfterSetup, s.ErrorsByLayer))
+	}
+	return nil
+}
+
+func writeStats(w io.Writer, s *agent.Stats) {
+	fmt.Fprintf(w, "agent pid %d, up %s\n", s.PID, s.Uptime)
+	fmt.Fprintf(w, "  requests           %d\n", s.Requests)
+	kinds := make([]string, 0, len(s.Served))
+	for k := range s.Served {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		fmt.Fprintf(w, "  served %-11s %d\n", k, s.Served[k])
+	}
+	fmt.Fprintf(w, "  not found          %d\n", s.NotFound)
+	fmt.Fprintf(w, "  bytes              %d\n", s.Bytes)
+	fmt.Fprintf(w, "  upstream failures  %d (after setup: %d)\n", s.Failures, s.FailedAfterSetup)
+	for l, n := range s.ErrorsByLayer {
+		fmt.Fprintf(w, "    layer %-12s %d\n", l, n)
+	}
+	fmt.Fprintf(w, "  rejected/denied    %d/%d\n", s.Rejected, s.Denied)
+	fmt.Fprintf(w, "  upstream latency   p50 %.1f ms, p90 %.1f ms, p99 %.1f ms\n", s.LatencyP50, s.LatencyP90, s.LatencyP99)
+}

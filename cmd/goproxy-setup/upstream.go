@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/goproxy-setup/goproxy-setup/agent"
+	"github.com/goproxy-setup/goproxy-setup/agent/warm"
+	"github.com/goproxy-setup/goproxy-setup/policies"
+	"github.com/goproxy-setup/goproxy-setup/tlsauth"
+)
+
+// loadPolicy returns the policy named by --policy, or the defaults.
+func loadPolicy(c *commonFlags) (*policies.Policy, error) {
+	if c.policy == "" {
+		return policies.Default(), nil
+	}
+	return policies.Load(c.policy)
+}
+
+// loadIdentity returns the client identity and extra roots named by the
+// common flags (nil when not given).
+func loadIdentity(c *commonFlags) (*tlsauth.Identity, *x509.CertPool, error) {
+	var id *tlsauth.Identity
+	if c.clientCert != "" || c.clientKey != "" {
+		if c.clientCert == "" || c.clientKey == "" {
+			return nil, nil, usageErrorf("--client-cert and --client-key go together: give both or neither")
+		}
+		var err error
+		if id, err = tlsauth.LoadFiles(c.clientCert, c.clientKey); err != nil {
+			return nil, nil, err
+		}
+	}
+	var roots *x509.CertPool
+	if c.caCert != "" {
+		var err error
+		if roots, err = tlsauth.LoadRoots(c.caCert); err != nil {
+			return nil, nil, err
+		}
+	}
+	return id, roots, nil
+}
+
+// newSource returns the mTLS upstream client with failover, as a warm
+// source, for commands that fetch straight from the upstream.
+func newSource(ctx context.Context, c *commonFlags, logger hclog.Logger) (warm.Source, func(), error) {
+	pol, err := loadPolicy(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	id, roots, err := loadIdentity(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := agent.NewFetcher(pol, c.upstreamList(), id, roots, c.timeout, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() {}, nil
+}
