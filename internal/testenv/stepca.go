@@ -26,9 +26,12 @@ import (
 const (
 	// StepCAJWKProvisioner is the JWK provisioner that JWKToken signs for.
 	StepCAJWKProvisioner = "ci"
-	// StepCARestrictedProvisioner is a JWK provisioner whose x509 policy
-	// allows only DNS names under .allowed.test.
-	StepCARestrictedProvisioner = "restricted"
+	// StepCAOtherJWKProvisioner is a second JWK provisioner, with a key of
+	// its own.
+	StepCAOtherJWKProvisioner = "other"
+	// StepCADeniedDomain is the domain that StepCADenyPolicy denies: a
+	// certificate for any name under it is refused (403).
+	StepCADeniedDomain = "denied.test"
 	// StepCAGitHubProvisioner is the OIDC provisioner trusting the
 	// GitHub-shaped issuer (StepCA.GitHub).
 	StepCAGitHubProvisioner = "github-actions"
@@ -61,16 +64,32 @@ type StepCA struct {
 	// Dir is the CA's configuration directory (ca.json, certificates).
 	Dir string
 
-	jwk        *jwsKey
-	restricted *jwsKey
-	logs       *lockedBuffer
+	opts  stepCAOptions
+	jwk   *jwsKey
+	other *jwsKey
+	logs  *lockedBuffer
 }
+
+// StepCAOption changes the step-ca that StartStepCA runs.
+type StepCAOption func(*stepCAOptions)
+
+type stepCAOptions struct {
+	denyPolicy bool
+}
+
+// StepCADenyPolicy gives the CA an x509 policy denying DNS names under
+// StepCADeniedDomain.
+func StepCADenyPolicy() StepCAOption { return func(o *stepCAOptions) { o.denyPolicy = true } }
 
 // StartStepCA starts a step-ca on 127.0.0.1 and waits until /health
 // answers. It is stopped when the test ends; its log is printed if the test
 // failed.
-func StartStepCA(t testing.TB) *StepCA {
+func StartStepCA(t testing.TB, opts ...StepCAOption) *StepCA {
 	t.Helper()
+	var o stepCAOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	bin := stepCABinary(t)
 	dir := t.TempDir()
 	ca := NewCA(t)
@@ -83,8 +102,9 @@ func StartStepCA(t testing.TB) *StepCA {
 		RootFile:    rootFile,
 		CA:          ca,
 		Dir:         dir,
+		opts:        o,
 		jwk:         newJWSKey(t),
-		restricted:  newJWSKey(t),
+		other:       newJWSKey(t),
 		logs:        &lockedBuffer{},
 		GitHub: StartOIDCIssuer(t, "https://token.actions.githubusercontent.com",
 			StepCAGitHubProvisioner, StepCAGitHubClientID),
@@ -123,15 +143,21 @@ func (s *StepCA) config(rootFile, intCert, intKey string, port int) []byte {
 			"claims": claims,
 			"provisioners": []any{
 				map[string]any{"type": "JWK", "name": StepCAJWKProvisioner, "key": s.jwk.publicJWK()},
-				map[string]any{
-					"type": "JWK", "name": StepCARestrictedProvisioner, "key": s.restricted.publicJWK(),
-					"policy": map[string]any{"x509": map[string]any{"allow": map[string]any{"dns": []string{"*.allowed.test"}}}},
-				},
+				map[string]any{"type": "JWK", "name": StepCAOtherJWKProvisioner, "key": s.other.publicJWK()},
 				s.GitHub.provisioner(),
 				s.GitLab.provisioner(),
 			},
 		},
 		"tls": map[string]any{"minVersion": 1.2, "maxVersion": 1.3, "renegotiation": false},
+	}
+	if s.opts.denyPolicy {
+		// Provisioner policies come only from the admin API; the
+		// authority's policy is what ca.json can set. With any policy,
+		// step-ca parses the subject CN as a domain, which refuses OIDC
+		// subjects such as GitLab's "project_path:g/p:..." (500).
+		cfg["authority"].(map[string]any)["policy"] = map[string]any{
+			"x509": map[string]any{"deny": map[string]any{"dns": []string{"*." + StepCADeniedDomain}}},
+		}
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -208,15 +234,6 @@ func (s *StepCA) JWKToken(t testing.TB, sans ...string) string {
 	return s.SignJWK(t, StepCAJWKProvisioner, s.JWKClaims(t, sans...))
 }
 
-// RestrictedToken returns a one-time token from the "restricted" JWK
-// provisioner, whose policy allows only *.allowed.test.
-func (s *StepCA) RestrictedToken(t testing.TB, sans ...string) string {
-	t.Helper()
-	c := s.JWKClaims(t, sans...)
-	c["iss"] = StepCARestrictedProvisioner
-	return s.SignJWK(t, StepCARestrictedProvisioner, c)
-}
-
 // JWKClaims returns the claims of a valid JWK one-time token for sans, for
 // tests that alter one of them before SignJWK.
 func (s *StepCA) JWKClaims(t testing.TB, sans ...string) map[string]any {
@@ -239,15 +256,14 @@ func (s *StepCA) JWKClaims(t testing.TB, sans ...string) map[string]any {
 }
 
 // SignJWK signs claims with the key of the JWK provisioner named prov
-// ("ci" or "restricted"); any other name signs with a key the CA does not
-// know.
+// ("ci" or "other"); any other name signs with a key the CA does not know.
 func (s *StepCA) SignJWK(t testing.TB, prov string, claims map[string]any) string {
 	t.Helper()
 	k := s.jwk
 	switch prov {
 	case StepCAJWKProvisioner:
-	case StepCARestrictedProvisioner:
-		k = s.restricted
+	case StepCAOtherJWKProvisioner:
+		k = s.other
 	default:
 		k = newJWSKey(t)
 	}

@@ -29,10 +29,10 @@ func TestStartStepCA(t *testing.T) {
 		got[p.Name] = p.Type
 	}
 	for name, typ := range map[string]string{
-		StepCAJWKProvisioner:        "JWK",
-		StepCARestrictedProvisioner: "JWK",
-		StepCAGitHubProvisioner:     "OIDC",
-		StepCAGitLabProvisioner:     "OIDC",
+		StepCAJWKProvisioner:      "JWK",
+		StepCAOtherJWKProvisioner: "JWK",
+		StepCAGitHubProvisioner:   "OIDC",
+		StepCAGitLabProvisioner:   "OIDC",
 	} {
 		if got[name] != typ {
 			t.Errorf("provisioner %q has type %q, want %q", name, got[name], typ)
