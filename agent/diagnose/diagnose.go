@@ -286,7 +286,7 @@ func verdictOf(checks []Check) Verdict {
 			if where != "" {
 				where += " "
 			}
-			where += "[" + c.Address + "]"
+			where += "(" + c.Address + ")"
 		}
 		s := c.Layer + " " + string(c.Status) + ": " + c.Detail
 		if where != "" {

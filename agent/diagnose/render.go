@@ -23,7 +23,7 @@ func (r *Report) Brief(maxLines int) string {
 		where = strings.Join(r.Targets, ", ")
 	}
 	if v.Address != "" {
-		where += " [" + v.Address + "]"
+		where += " (" + v.Address + ")"
 	}
 	var lines []string
 	switch v.Status {
@@ -53,7 +53,7 @@ func (r *Report) Brief(maxLines int) string {
 		}
 		at := c.Layer
 		if c.Address != "" {
-			at += " [" + c.Address + "]"
+			at += " (" + c.Address + ")"
 		}
 		lines = append(lines, "also: "+at+": "+c.Detail)
 	}
@@ -283,7 +283,7 @@ func WriteJUnit(w io.Writer, r *Report) error {
 			name += " " + c.Target
 		}
 		if c.Address != "" {
-			name += " [" + c.Address + "]"
+			name += " (" + c.Address + ")"
 		}
 		jc := junitCase{Classname: "diagnose." + c.Layer, Name: name, Time: secs(c.Duration)}
 		switch c.Status {
@@ -343,7 +343,7 @@ func WriteGitHubAnnotations(w io.Writer, r *Report) error {
 			title += " " + c.Target
 		}
 		if c.Address != "" {
-			title += " [" + c.Address + "]"
+			title += " (" + c.Address + ")"
 		}
 		msg := c.Detail
 		if c.Remedy != "" {
