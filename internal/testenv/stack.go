@@ -30,8 +30,9 @@ type Stack struct {
 	Origin string
 	// OriginDir is the GOPROXY directory goproxy fetches from (file://).
 	OriginDir string
-	// CA issued the server certificate; CAFile holds its root, the file a
-	// client passes as --ca-cert.
+	// CA issued the server certificate (unless WithServerLeaf brought
+	// one from elsewhere); CAFile holds its root, the file a client passes
+	// as --ca-cert.
 	CA *CA
 	// ClientCA issued Client and is the CA nginx accepts client
 	// certificates from; it is CA unless WithClientCA was given.

@@ -3,6 +3,7 @@ package testenv
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -207,4 +208,18 @@ func poolFromFile(t *testing.T, file string) *x509.CertPool {
 		t.Fatalf("no certificates in %s", file)
 	}
 	return p
+}
+
+// TestMTLSStackIncompleteServerChain checks a stack whose nginx serves its
+// leaf without the intermediate: it starts (readiness does not need a
+// verifiable server), and a client fails with an unknown authority.
+func TestMTLSStackIncompleteServerChain(t *testing.T) {
+	t.Parallel()
+	s := StartMTLSStack(t, []Module{{Path: "example.test/chain", Version: "v1.0.0"}},
+		WithServerSpec(CertSpec{SkipIntermediate: true}))
+	_, err := s.HTTPClient().Get(s.URL + "/example.test/chain/@v/list")
+	var uerr x509.UnknownAuthorityError
+	if !errors.As(err, &uerr) {
+		t.Errorf("GET from a server without its intermediate: %v, want x509.UnknownAuthorityError", err)
+	}
 }
