@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -258,16 +259,29 @@ func (c *caClient) renew(ctx context.Context, cur *tls.Certificate) (tls.Certifi
 			},
 		}),
 	}
-	client.Transport.(*http.Transport).DisableKeepAlives = true
+	tr := client.Transport.(*http.Transport)
+	tr.DisableKeepAlives = true
+	// HTTP/1.1: through HTTP/2 a refused client certificate surfaces as
+	// "client conn could not be established", without the TLS alert that
+	// tells a refusal from an unreachable CA.
+	tr.ForceAttemptHTTP2 = false
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	defer client.CloseIdleConnections()
 	var resp signResponse
 	status, msg, err := c.post(ctx, client, "/1.0/renew", nil, &resp)
 	if err != nil {
-		var ee *EnrollError
-		if time.Now().After(cur.Leaf.NotAfter) && errors.As(err, &ee) && ee.Reason == ReasonUnreachable {
-			// The handshake itself fails once the certificate has expired.
-			return tls.Certificate{}, c.errorf(ReasonRenewRefused, err, "the CA refused the expired client certificate",
-				"enrol again (step-ca renews only valid certificates unless allowRenewalAfterExpiry is set)")
+		// step-ca verifies the client certificate in the handshake: an
+		// expired or foreign one ends in a TLS alert, not an HTTP status.
+		// crypto/tls reports a received alert as a *net.OpError with Op
+		// "remote error" (tls.AlertError is only used for QUIC).
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "remote error" {
+			problem := "the CA refused the client certificate in the TLS handshake"
+			if time.Now().After(cur.Leaf.NotAfter) {
+				problem = "the CA refused the expired client certificate"
+			}
+			return tls.Certificate{}, c.errorf(ReasonRenewRefused, err, problem,
+				"enrol again: step-ca renews only valid certificates it issued (expired ones only with allowRenewalAfterExpiry)")
 		}
 		return tls.Certificate{}, err
 	}
