@@ -60,7 +60,7 @@ func Classify(err error) (layer string, remedy string) {
 			return LayerTLS, "the upstream's certificate is signed by an unknown authority or sent without its intermediate: pass its root with --ca-cert, or make the server send the full chain"
 		}
 		return LayerTLS, "the upstream's certificate did not verify: run 'goproxy-setup diagnose'"
-	case errors.As(err, &rhe):
+	case errors.As(err, &rhe), strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		return LayerTLS, "the upstream does not speak TLS on this port: use http:// or the TLS port"
 	}
 	if errors.As(err, &oe) && oe.Op == "dial" {

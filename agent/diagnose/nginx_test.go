@@ -29,9 +29,9 @@ func TestNginxClientCert(t *testing.T) {
 			wantStatus: StatusOK,
 		},
 		{
-			name:       "client certificate not sent",
-			client:     func(*testing.T) *testenv.Leaf { return nil },
-			wantLayer:  LayerClientCert, wantStatus: StatusFail,
+			name:      "client certificate not sent",
+			client:    func(*testing.T) *testenv.Leaf { return nil },
+			wantLayer: LayerClientCert, wantStatus: StatusFail,
 			wantRemedy: "--client-cert", wantDetail: "No required SSL certificate was sent",
 		},
 		{

@@ -14,11 +14,13 @@ func Redact(u *url.URL) string {
 	if u == nil {
 		return ""
 	}
-	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: redactPath(u.Path)}
-	if r.Scheme == "" && r.Host == "" {
-		return r.Path
+	// Built by hand, not with url.URL.String, so that module paths stay
+	// readable ("!azure", not "%21azure").
+	p := redactPath(u.Path)
+	if u.Scheme == "" && u.Host == "" {
+		return p
 	}
-	return r.String()
+	return u.Scheme + "://" + u.Host + p
 }
 
 // redactString redacts a URL given as a string; unparsable input is

@@ -125,8 +125,8 @@ func TestJSONContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	var doc struct {
-		Checks []map[string]any `json:"checks"`
-		Verdict map[string]any  `json:"verdict"`
+		Checks  []map[string]any `json:"checks"`
+		Verdict map[string]any   `json:"verdict"`
 	}
 	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
 		t.Fatal(err)
