@@ -115,9 +115,9 @@ func (s Secrets) MarshalJSON() ([]byte, error) { return json.Marshal(s.redacted(
 func (s Secrets) LogValue() slog.Value { return slog.StringValue(s.redacted()) }
 
 var (
-	_ fmt.Stringer    = Secrets{}
-	_ fmt.GoStringer  = Secrets{}
-	_ fmt.Formatter   = Secrets{}
-	_ json.Marshaler  = Secrets{}
-	_ slog.LogValuer  = Secrets{}
+	_ fmt.Stringer   = Secrets{}
+	_ fmt.GoStringer = Secrets{}
+	_ fmt.Formatter  = Secrets{}
+	_ json.Marshaler = Secrets{}
+	_ slog.LogValuer = Secrets{}
 )
