@@ -100,7 +100,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "goproxy-setup: absolute-URL and CONNECT requests are not served", http.StatusBadRequest)
 		return
 	}
-	rest, ok := h.authorize(r.URL.EscapedPath())
+	// cmd/go percent-encodes some characters of the path (its '!' case
+	// escapes become %21), so work on the decoded path; an encoded '/',
+	// '\' or NUL would change the path's structure once decoded: refuse it.
+	if raw := strings.ToLower(r.URL.RawPath); strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") || strings.Contains(raw, "%00") || strings.Contains(raw, "%25") {
+		h.stats.reject()
+		http.Error(w, "goproxy-setup: bad request: encoded '/', '\\', '%' or NUL in the path", http.StatusBadRequest)
+		return
+	}
+	rest, ok := h.authorize(r.URL.Path)
 	if !ok {
 		h.stats.reject()
 		http.NotFound(w, r)
@@ -225,24 +233,45 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, req Request, err 
 	}
 	h.stats.failed(req.Kind, layer, status)
 	h.log.Warn("upstream failed", "path", req.Path, "upstream", upstreamName, "layer", layer, "error", err, "elapsed", time.Since(start))
-	var b strings.Builder
-	fmt.Fprintf(&b, "goproxy-setup: upstream %s failed at layer %s: %s\n", upstreamName, layer, oneLine(err))
-	fmt.Fprintf(&b, "goproxy-setup: fix: %s\n", remedy)
+	// cmd/go shows at most 8 lines and 8*81 bytes of this body under
+	// "server response:", so the cause and the fix come first and short.
+	cause := err
+	if ue != nil && ue.Err != nil {
+		cause = ue.Err // without the request URL, which the go command prints itself
+	} else if ue != nil {
+		cause = fmt.Errorf("HTTP %d %s", ue.StatusCode, http.StatusText(ue.StatusCode))
+	}
+	lines := []string{
+		fmt.Sprintf("goproxy-setup: %s failure at %s: %s", layer, upstreamName, clip(oneLine(cause), 160)),
+		"fix: " + clip(remedy, 240),
+	}
 	if h.cfg.Diagnose != nil && ue != nil {
 		if d := strings.TrimSpace(h.cfg.Diagnose(r.Context(), ue.Upstream)); d != "" {
-			lines := strings.Split(d, "\n")
-			if len(lines) > 5 {
-				lines = lines[:5]
-			}
-			for _, l := range lines {
-				fmt.Fprintf(&b, "goproxy-setup: %s\n", l)
-			}
+			lines = append(lines, strings.Split(d, "\n")...)
 		}
+	}
+	var b strings.Builder
+	for i, l := range lines {
+		if i == 6 || b.Len()+len(l) > maxBodyBytes {
+			break
+		}
+		b.WriteString(l)
+		b.WriteByte('\n')
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	io.WriteString(w, b.String())
+}
+
+// maxBodyBytes keeps a failure body within what cmd/go prints.
+const maxBodyBytes = 640
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
 }
 
 func oneLine(err error) string {

@@ -67,7 +67,7 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 			return err
 		}
 	}
-	cache := newDiagnosisCache(pol, id, roots, log)
+	cache := agent.NewDiagnosisCache(id, roots, log)
 	return agent.Serve(ctx, agent.ServeConfig{
 		Policy:       pol,
 		UpstreamList: c.upstreamList(),
@@ -77,7 +77,7 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 		Listen:       *listen,
 		Token:        token,
 		Classify:     diagnose.Classify,
-		Diagnose:     cache.brief,
+		Diagnose:     cache.Brief,
 		AfterListen: func() error {
 			if *runAs == "" {
 				return nil

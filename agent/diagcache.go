@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"context"
@@ -11,15 +11,14 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
-	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
 
-// diagnosisCache runs the diagnostic ladder at most once per upstream per
+// DiagnosisCache runs the diagnostic ladder at most once per upstream per
 // TTL, in the background, and hands the agent its verdict for 502/504
 // bodies. A request never waits for a ladder: the first failure starts one
 // and later failures carry its verdict.
-type diagnosisCache struct {
+type DiagnosisCache struct {
 	id    *tlsauth.Identity
 	roots *x509.CertPool
 	log   hclog.Logger
@@ -35,14 +34,15 @@ type diagEntry struct {
 	brief   string
 }
 
-func newDiagnosisCache(_ *policies.Policy, id *tlsauth.Identity, roots *x509.CertPool, log hclog.Logger) *diagnosisCache {
-	return &diagnosisCache{id: id, roots: roots, log: log, ttl: 30 * time.Second, entries: map[string]*diagEntry{}}
+// NewDiagnosisCache returns a cache that diagnoses with id and roots.
+func NewDiagnosisCache(id *tlsauth.Identity, roots *x509.CertPool, log hclog.Logger) *DiagnosisCache {
+	return &DiagnosisCache{id: id, roots: roots, log: log, ttl: 30 * time.Second, entries: map[string]*diagEntry{}}
 }
 
-// brief returns the cached verdict for the (redacted) upstream URL and
+// Brief returns the cached verdict for the (redacted) upstream URL and
 // starts a ladder when there is none or it is stale. The redacted URL is a
 // valid URL for a proxy base without secrets in its path.
-func (c *diagnosisCache) brief(_ context.Context, upstreamURL string) string {
+func (c *DiagnosisCache) Brief(_ context.Context, upstreamURL string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.entries[upstreamURL]
@@ -57,7 +57,7 @@ func (c *diagnosisCache) brief(_ context.Context, upstreamURL string) string {
 	return e.brief
 }
 
-func (c *diagnosisCache) run(upstreamURL string, e *diagEntry) {
+func (c *DiagnosisCache) run(upstreamURL string, e *diagEntry) {
 	u, err := url.Parse(upstreamURL)
 	brief := ""
 	if err == nil && !strings.Contains(upstreamURL, "REDACTED") {
