@@ -61,10 +61,11 @@ const AdminPrefix = ".goproxy-setup/"
 
 // Handler is the forwarder. It is safe for concurrent use.
 type Handler struct {
-	cfg   Config
-	log   hclog.Logger
-	stats *statsRecorder
-	start time.Time
+	cfg     Config
+	log     hclog.Logger
+	stats   *statsRecorder
+	flights *flightGroup
+	start   time.Time
 }
 
 // NewToken returns a random capability token: 128 bits, URL-safe base64.
@@ -88,7 +89,7 @@ func New(cfg Config) (*Handler, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Handler{cfg: cfg, log: log, stats: newStatsRecorder(), start: time.Now()}, nil
+	return &Handler{cfg: cfg, log: log, stats: newStatsRecorder(), flights: newFlightGroup(), start: time.Now()}, nil
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -158,6 +159,15 @@ func (h *Handler) authorize(p string) (string, bool) {
 
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req Request) {
 	start := time.Now()
+	if r.Method == http.MethodGet && shareable(req) {
+		h.forwardShared(w, r, req, start)
+		return
+	}
+	h.forwardDirect(w, r, req, start)
+}
+
+// forwardDirect fetches req for this request alone and streams the body.
+func (h *Handler) forwardDirect(w http.ResponseWriter, r *http.Request, req Request, start time.Time) {
 	resp, err := h.cfg.Upstream.Get(r.Context(), req.Path)
 	if err != nil {
 		h.fail(w, r, req, err, start)
@@ -165,23 +175,48 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req Request) {
 	}
 	defer resp.Body.Close()
 	h.stats.upstreamLatency(time.Since(start))
+	h.stream(w, r, req, resp, nil, start)
+}
+
+// writeHeader copies the upstream's content headers.
+func (h *Handler) writeHeader(w http.ResponseWriter, req Request, hdr http.Header) {
 	for _, k := range []string{"Content-Type", "Content-Length", "Cache-Control", "Last-Modified", "ETag"} {
-		if v := resp.Header.Get(k); v != "" {
+		if v := hdr.Get(k); v != "" {
 			w.Header().Set(k, v)
 		}
 	}
 	if w.Header().Get("Content-Type") == "" {
 		w.Header().Set("Content-Type", contentType(req.Kind))
 	}
+}
+
+// stream answers 200 with prefix followed by the rest of resp's body,
+// through one pooled 32 KiB buffer: a body is never held whole.
+func (h *Handler) stream(w http.ResponseWriter, r *http.Request, req Request, resp *http.Response, prefix []byte, start time.Time) {
+	h.writeHeader(w, req, resp.Header)
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		h.stats.done(req.Kind, 0, http.StatusOK)
 		return
 	}
-	bp := bufPool.Get().(*[]byte)
-	n, err := io.CopyBuffer(w, resp.Body, *bp)
-	bufPool.Put(bp)
+	n, err := int64(0), error(nil)
+	if len(prefix) > 0 {
+		var m int
+		m, err = w.Write(prefix)
+		n = int64(m)
+	}
+	if err == nil {
+		bp := bufPool.Get().(*[]byte)
+		var m int64
+		m, err = io.CopyBuffer(w, resp.Body, *bp)
+		bufPool.Put(bp)
+		n += m
+	}
 	if err != nil {
+		if r.Context().Err() != nil {
+			h.stats.cancelled()
+			return
+		}
 		// Headers are gone: abort the response so cmd/go sees a truncated
 		// body (and its own hash check fails) rather than a short success.
 		h.stats.bodyError()

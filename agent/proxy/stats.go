@@ -29,6 +29,9 @@ type Stats struct {
 	Denied int64 `json:"denied"`
 	// Cancelled counts requests the client abandoned.
 	Cancelled int64 `json:"cancelled"`
+	// Shared counts requests answered from another request's upstream
+	// fetch (single-flight).
+	Shared int64 `json:"shared"`
 	// Upstream latency (request → response header) percentiles, in
 	// milliseconds, over the most recent requests.
 	LatencyP50 float64 `json:"upstream_latency_p50_ms"`
@@ -67,6 +70,12 @@ func (r *statsRecorder) cancelled() {
 	r.mu.Lock()
 	r.s.Requests++
 	r.s.Cancelled++
+	r.mu.Unlock()
+}
+
+func (r *statsRecorder) shared() {
+	r.mu.Lock()
+	r.s.Shared++
 	r.mu.Unlock()
 }
 

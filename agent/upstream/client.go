@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -83,29 +84,95 @@ type Options struct {
 	Timeout time.Duration
 	// Logger receives debug and warning lines; nil is silent.
 	Logger hclog.Logger
+	// Breaker configures the per-upstream circuit breaker and its health
+	// checks; the zero value disables it.
+	Breaker Breaker
 }
 
 // Client fetches GOPROXY protocol paths from an upstream list with cmd/go's
 // semantics: after a 404 or 410 the next entry is tried; after any other
 // failure the next entry is tried only when the separator was '|'.
+//
+// Every proxy entry has a circuit breaker (see Breaker): an upstream whose
+// circuit is open is skipped without a request, which for '|' means going
+// straight to the next entry and for ',' failing at once with the error
+// that opened the circuit.
 type Client struct {
-	entries []Entry
-	hc      *http.Client
-	log     hclog.Logger
-	timeout time.Duration
+	entries  []Entry
+	circuits []*circuit // parallel to entries; nil for direct and off
+	hc       *http.Client
+	log      hclog.Logger
+	timeout  time.Duration
+	close    context.CancelFunc
 }
 
-// New returns a Client for opts.
+// New returns a Client for opts. Call Close to stop its health checks.
 func New(opts Options) *Client {
 	log := opts.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Client{
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{
 		entries: opts.Entries,
 		hc:      &http.Client{Transport: opts.Transport},
 		log:     log,
 		timeout: opts.Timeout,
+		close:   cancel,
+	}
+	c.circuits = make([]*circuit, len(c.entries))
+	for i, e := range c.entries {
+		if e.URL == nil {
+			continue
+		}
+		c.circuits[i] = newCircuit(opts.Breaker, Redact(e.URL), log, ctx, c.prober(e))
+	}
+	return c
+}
+
+// Close stops the health checks of open circuits. The Client still serves
+// requests afterwards (open circuits then wait for a trial request).
+func (c *Client) Close() error {
+	c.close()
+	return nil
+}
+
+// Health returns the circuit state of every proxy entry, in list order.
+func (c *Client) Health() []Health {
+	var out []Health
+	for _, ci := range c.circuits {
+		if ci != nil {
+			out = append(out, ci.health())
+		}
+	}
+	return out
+}
+
+// prober returns the health check of entry e: a GET of the proxy's root
+// without retries. Any answer but 5xx and 429 shows the upstream's
+// network, TLS (client certificate included) and HTTP layers work.
+func (c *Client) prober(e Entry) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		u := *e.URL
+		u.Path = strings.TrimSuffix(u.Path, "/") + "/"
+		req, err := http.NewRequestWithContext(withoutRetry(ctx), http.MethodGet, u.String(), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return err
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+			return fmt.Errorf("health check: status %d", resp.StatusCode)
+		}
+		return nil
 	}
 }
 
@@ -122,12 +189,12 @@ func (c *Client) Get(ctx context.Context, path string) (*http.Response, error) {
 		path = path[1:]
 	}
 	var errs []error
-	for _, e := range c.entries {
+	for i, e := range c.entries {
 		if e.URL == nil {
 			// direct and off end the list: they are cmd/go's to act on.
 			break
 		}
-		resp, err := c.get(ctx, e, path)
+		resp, err := c.getVia(ctx, c.circuits[i], e, path)
 		if err == nil {
 			return resp, nil
 		}
@@ -159,6 +226,52 @@ func (c *Client) Open(ctx context.Context, path string) (io.ReadCloser, error) {
 		return nil, err
 	}
 	return resp.Body, nil
+}
+
+// getVia fetches path from e through its circuit breaker.
+func (c *Client) getVia(ctx context.Context, ci *circuit, e Entry, path string) (*http.Response, error) {
+	if ok, cerr := ci.allow(); !ok {
+		u := *e.URL
+		u.Path = strings.TrimSuffix(u.Path, "/") + "/" + path
+		return nil, &Error{Upstream: Redact(e.URL), URL: Redact(&u), Err: cerr}
+	}
+	resp, err := c.get(ctx, e, path)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		ci.release() // the caller went away: no verdict on the upstream
+	case breakerFailure(err):
+		ci.record(err)
+	default:
+		ci.record(nil)
+	}
+	if err == nil {
+		// A body that breaks mid-stream counts against the upstream too.
+		u := *e.URL
+		u.Path = strings.TrimSuffix(u.Path, "/") + "/" + path
+		resp.Body = &breakerBody{ReadCloser: resp.Body, ci: ci, ctx: ctx, upstream: Redact(e.URL), url: Redact(&u)}
+	}
+	return resp, err
+}
+
+// breakerBody records a failed body read (not EOF, not the caller's
+// cancellation) against the upstream's circuit, once.
+type breakerBody struct {
+	io.ReadCloser
+	ci       *circuit
+	ctx      context.Context
+	upstream string
+	url      string
+	once     sync.Once
+}
+
+func (b *breakerBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.ctx.Err() == nil {
+		b.once.Do(func() {
+			b.ci.record(&Error{Upstream: b.upstream, URL: b.url, Err: err})
+		})
+	}
+	return n, err
 }
 
 func (c *Client) get(ctx context.Context, e Entry, path string) (*http.Response, error) {

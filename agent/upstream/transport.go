@@ -193,6 +193,14 @@ func (b *idleBody) Close() error {
 	return b.rc.Close()
 }
 
+type noRetryKey struct{}
+
+// withoutRetry marks a request context so that the retry layer sends the
+// request once (health checks: the breaker wants the plain verdict).
+func withoutRetry(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noRetryKey{}, true)
+}
+
 type retryTransport struct {
 	next  http.RoundTripper
 	retry Retry
@@ -203,7 +211,7 @@ type retryTransport struct {
 // temporary failures: network errors other than certificate problems, and
 // 429, 502, 503, 504. Backoff doubles from Retry.Backoff with ±50% jitter.
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if (req.Method != http.MethodGet && req.Method != http.MethodHead) || req.Body != nil && req.Body != http.NoBody {
+	if (req.Method != http.MethodGet && req.Method != http.MethodHead) || req.Body != nil && req.Body != http.NoBody || req.Context().Value(noRetryKey{}) != nil {
 		return t.next.RoundTrip(req)
 	}
 	backoff := t.retry.Backoff
