@@ -1,6 +1,6 @@
 // Package ci owns what goproxy-setup says to a CI system: the GitHub Actions
 // adapter (secret masking, log groups, annotations, GITHUB_ENV and
-// GITHUB_OUTPUT file commands, the job summary, the OIDC token request), the
+// GITHUB_OUTPUT file commands, the job summary), the
 // GitLab adapter (collapsible log sections, shell export lines, the dotenv
 // artifact, the JUnit report) and the plain-shell formats (shell, dotenv,
 // JSON). It renders what the bootstrap in package agent produced; it never

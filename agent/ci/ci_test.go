@@ -2,13 +2,10 @@ package ci
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -362,44 +359,6 @@ func TestGitHubPublishStats(t *testing.T) {
 			golden(t, "stats-"+tc.name+".summary.golden", readFile(t, getenv(GitHubSummaryFile)))
 			golden(t, "stats-"+tc.name+".log.golden", out.String())
 		})
-	}
-}
-
-func TestIDToken(t *testing.T) {
-	t.Parallel()
-	const reqToken, idToken = "CANARY-request-token-77aa", "CANARY-id-token-eyJhbGciOi"
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer "+reqToken || r.URL.Query().Get("audience") != "step-ca" {
-			http.Error(w, "denied", http.StatusForbidden)
-			return
-		}
-		fmt.Fprintf(w, `{"value":%q}`, idToken)
-	}))
-	defer srv.Close()
-	var out bytes.Buffer
-	gh, err := NewGitHub(&out, fakeEnv(t, map[string]string{"ACTIONS_ID_TOKEN_REQUEST_URL": srv.URL + "/token?api-version=2.0", "ACTIONS_ID_TOKEN_REQUEST_TOKEN": reqToken}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := gh.IDToken(context.Background(), "step-ca")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tok != idToken {
-		t.Errorf("got token %q, want %q", tok, idToken)
-	}
-	if want := "::add-mask::" + reqToken + "\n::add-mask::" + idToken + "\n"; out.String() != want {
-		t.Errorf("log = %q, want %q", out.String(), want)
-	}
-	if _, err := gh.IDToken(context.Background(), "other"); err == nil || errkind.Of(err) != errkind.Unreachable || strings.Contains(err.Error(), reqToken) {
-		t.Errorf("refused request: got %v, want an unreachable error without the request token", err)
-	}
-	gh2, err := NewGitHub(io.Discard, fakeEnv(t, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := gh2.IDToken(context.Background(), "a"); err == nil || !strings.Contains(err.Error(), "id-token: write") {
-		t.Errorf("without permission: got %v, want the permissions hint", err)
 	}
 }
 

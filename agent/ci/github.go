@@ -2,7 +2,6 @@ package ci
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -32,8 +31,7 @@ var ErrNoSummary = errors.New(GitHubSummaryFile + " is not set: the runner offer
 // GitHub writes to a GitHub Actions job: workflow commands (masks, groups,
 // annotations) on a writer, file commands into the runner's files.
 //
-// go-githubactions v1.3.0 is used for the workflow commands and the OIDC
-// token request, behind recover, because its methods panic when a write
+// go-githubactions v1.3.0 is used for the workflow commands, behind recover, because its methods panic when a write
 // fails. Its file writers are not used: they append with a fixed heredoc
 // delimiter ("_GitHubActionsFileCommandDelimeter_"), so a value holding that
 // string and a newline could define extra variables, and they would write to
@@ -229,30 +227,6 @@ func writeFileCommands(w io.Writer, vars []EnvVar, output bool) error {
 	}
 	_, err := w.Write(b.Bytes())
 	return err
-}
-
-// IDToken requests the job's OIDC token for audience from the Actions
-// runtime (ACTIONS_ID_TOKEN_REQUEST_URL and _TOKEN, present only with
-// `permissions: id-token: write`) and masks it before returning.
-func (g *GitHub) IDToken(ctx context.Context, audience string) (string, error) {
-	if g.getenv("ACTIONS_ID_TOKEN_REQUEST_URL") == "" || g.getenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN") == "" {
-		return "", errkind.Mark(errkind.BadInput, errors.New("request the GitHub OIDC token: ACTIONS_ID_TOKEN_REQUEST_URL is not set: give the job `permissions: id-token: write`"))
-	}
-	// The request token authorises minting ID tokens: mask it too.
-	if err := g.Mask(g.getenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN")); err != nil {
-		return "", err
-	}
-	tok, err := g.gha.GetIDToken(ctx, audience)
-	if err != nil {
-		return "", errkind.Mark(errkind.Unreachable, fmt.Errorf("request the GitHub OIDC token for audience %q: %s", audience, g.red.String(err.Error())))
-	}
-	if tok == "" {
-		return "", errkind.Mark(errkind.Unreachable, fmt.Errorf("request the GitHub OIDC token for audience %q: the runtime returned an empty token", audience))
-	}
-	if err := g.Mask(tok); err != nil {
-		return "", err
-	}
-	return tok, nil
 }
 
 // StateDirVar carries the state directory to later steps, so the report

@@ -75,6 +75,9 @@ func (g *GitLab) SectionEnd(name string) error {
 	return err
 }
 
+// Log returns the log writer, redacted.
+func (g *GitLab) Log() io.Writer { return RedactingWriter(g.log, g.red) }
+
 // WriteLog writes text to the log through the redactor.
 func (g *GitLab) WriteLog(text string) error {
 	_, err := io.WriteString(g.log, g.red.String(text))
