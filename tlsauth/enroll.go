@@ -279,8 +279,14 @@ func (c *caClient) signError(status int, msg string, prov provisionerInfo) error
 		return c.errorf(ReasonNameNotAllowed, cause,
 			fmt.Sprintf("the CA forbade the request for provisioner %q", prov.Name),
 			"check the names and lifetime requested against the provisioner's policy and claims")
+	case status == 400 && strings.Contains(msg, "duration"):
+		return c.errorf(ReasonOther, cause, "the CA refused the requested certificate lifetime",
+			"ask for a lifetime within the provisioner's minTLSCertDuration and maxTLSCertDuration, or none")
 	case status == 400:
-		return c.errorf(ReasonOther, cause, "the CA refused the certificate request", "check the requested lifetime (--provisioner claims) and key type")
+		// A certificate template's `fail` and most policy refusals land here.
+		return c.errorf(ReasonNameNotAllowed, cause,
+			fmt.Sprintf("the CA's policy or provisioner %q's certificate template refused this identity", prov.Name),
+			"enrol from a repository, project or name the template allows, or ask the CA operator to allow it")
 	}
 	return c.errorf(ReasonOther, cause, "the CA failed to sign", "check the CA's log")
 }

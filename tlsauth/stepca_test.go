@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -308,4 +310,86 @@ func intermediates(t *testing.T, ders [][]byte) *x509.CertPool {
 		p.AddCert(c)
 	}
 	return p
+}
+
+// BenchmarkEnrollJWK measures a whole enrolment on loopback: pin the root,
+// list provisioners, generate a P-256 key, sign.
+func BenchmarkEnrollJWK(b *testing.B) {
+	ca := testenv.StartStepCA(b)
+	tokens := make([]string, b.N)
+	for i := range tokens {
+		tokens[i] = ca.JWKToken(b, fmt.Sprintf("bench-%d.example.test", i))
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := Enroll(context.Background(), EnrollConfig{CAURL: ca.URL, Fingerprint: ca.Fingerprint, Token: tokens[i]}); err != nil {
+			b.Fatalf("Enroll: %v", err)
+		}
+	}
+}
+
+// TestEnrollOIDCExampleTemplates runs the certificate templates of
+// examples/step-ca, which keep the OIDC provisioners from certifying every
+// GitHub repository or GitLab project, in the real step-ca.
+func TestEnrollOIDCExampleTemplates(t *testing.T) {
+	t.Parallel()
+	read := func(name, from, to string) string {
+		b, err := os.ReadFile(filepath.Join("..", "examples", "step-ca", "templates", name))
+		if err != nil {
+			t.Fatalf("read example template: %v", err)
+		}
+		return strings.ReplaceAll(string(b), from, to)
+	}
+	ca := testenv.StartStepCA(t, testenv.StepCAOIDCTemplates(
+		read("github-actions.tpl", "my-org", "octo-org"),
+		read("gitlab-ci.tpl", "my-group", "group")))
+	foreignGitHub := testenv.GitHubClaims()
+	foreignGitHub["repository_owner"] = "evil-org"
+	foreignGitHub["repository"] = "evil-org/octo-repo"
+	subgroup := testenv.GitLabClaims()
+	subgroup["namespace_path"] = "group/sub"
+	subgroup["project_path"] = "group/sub/project"
+	foreignGitLab := testenv.GitLabClaims()
+	foreignGitLab["namespace_path"] = "groupie"
+	foreignGitLab["project_path"] = "groupie/project"
+	tests := []struct {
+		name   string
+		token  string
+		oidc   string
+		wantCN string // empty: refused
+	}{
+		{"github own organisation", ca.GitHub.Token(t, testenv.GitHubClaims()), OIDCGitHub, "octo-org/octo-repo"},
+		{"github other organisation", ca.GitHub.Token(t, foreignGitHub), OIDCGitHub, ""},
+		{"gitlab own group", ca.GitLab.Token(t, testenv.GitLabClaims()), OIDCGitLab, "group/project"},
+		{"gitlab subgroup", ca.GitLab.Token(t, subgroup), OIDCGitLab, "group/sub/project"},
+		{"gitlab group with the same prefix", ca.GitLab.Token(t, foreignGitLab), OIDCGitLab, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			// Both token kinds go through the GitLab path (a variable) so
+			// that the test controls the claims.
+			cert, err := Enroll(context.Background(), EnrollConfig{
+				CAURL: ca.URL, Fingerprint: ca.Fingerprint, OIDC: OIDCGitLab,
+				Getenv: envMap(map[string]string{DefaultGitLabTokenVar: tc.token}),
+			})
+			if tc.wantCN == "" {
+				var ee *EnrollError
+				if !errors.As(err, &ee) || ee.Reason != ReasonNameNotAllowed {
+					t.Fatalf("Enroll = %v, want a refusal with ReasonNameNotAllowed", err)
+				}
+				t.Logf("refused: %v", err)
+				return
+			}
+			if err != nil {
+				t.Fatalf("Enroll: %v", err)
+			}
+			if got := cert.Leaf.Subject.CommonName; got != tc.wantCN {
+				t.Errorf("CN = %q, want %q", got, tc.wantCN)
+			}
+			if len(cert.Leaf.URIs) != 1 || !strings.Contains(cert.Leaf.URIs[0].String(), "#") {
+				t.Errorf("URIs = %v, want one <issuer>#<sub>", cert.Leaf.URIs)
+			}
+		})
+	}
 }

@@ -74,7 +74,15 @@ type StepCA struct {
 type StepCAOption func(*stepCAOptions)
 
 type stepCAOptions struct {
-	denyPolicy bool
+	denyPolicy                     bool
+	githubTemplate, gitlabTemplate string
+}
+
+// StepCAOIDCTemplates sets the x509 certificate templates (text, as in
+// examples/step-ca/templates) of the GitHub and GitLab OIDC provisioners;
+// an empty one keeps step-ca's default template.
+func StepCAOIDCTemplates(github, gitlab string) StepCAOption {
+	return func(o *stepCAOptions) { o.githubTemplate, o.gitlabTemplate = github, gitlab }
 }
 
 // StepCADenyPolicy gives the CA an x509 policy denying DNS names under
@@ -144,8 +152,8 @@ func (s *StepCA) config(rootFile, intCert, intKey string, port int) []byte {
 			"provisioners": []any{
 				map[string]any{"type": "JWK", "name": StepCAJWKProvisioner, "key": s.jwk.publicJWK()},
 				map[string]any{"type": "JWK", "name": StepCAOtherJWKProvisioner, "key": s.other.publicJWK()},
-				s.GitHub.provisioner(),
-				s.GitLab.provisioner(),
+				s.GitHub.provisioner(s.opts.githubTemplate),
+				s.GitLab.provisioner(s.opts.gitlabTemplate),
 			},
 		},
 		"tls": map[string]any{"minVersion": 1.2, "maxVersion": 1.3, "renegotiation": false},

@@ -54,14 +54,18 @@ func StartOIDCIssuer(t testing.TB, issuer, prov, clientID string) *OIDCIssuer {
 	return o
 }
 
-func (o *OIDCIssuer) provisioner() map[string]any {
-	return map[string]any{
+func (o *OIDCIssuer) provisioner(template string) map[string]any {
+	p := map[string]any{
 		"type":                  "OIDC",
 		"name":                  o.Provisioner,
 		"clientID":              o.ClientID,
 		"clientSecret":          "",
 		"configurationEndpoint": o.URL + "/.well-known/openid-configuration",
 	}
+	if template != "" {
+		p["options"] = map[string]any{"x509": map[string]any{"template": template}}
+	}
+	return p
 }
 
 // Token signs an ID token with claims over defaults: iss, aud (ClientID),
