@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/goproxy-setup/goproxy-setup/agent"
-	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
@@ -76,7 +75,7 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 		Timeout:      c.timeout,
 		Listen:       *listen,
 		Token:        token,
-		Classify:     diagnose.Classify,
+		Classify:     agent.Classifier(id),
 		Diagnose:     cache.Brief,
 		AfterListen: func() error {
 			if *runAs == "" {

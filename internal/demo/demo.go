@@ -27,7 +27,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/agent"
-	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 	"github.com/goproxy-setup/goproxy-setup/internal/modgen"
@@ -171,7 +170,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			Roots:        ca.Pool(),
 			Timeout:      10 * time.Second,
 			Token:        token,
-			Classify:     diagnose.Classify,
+			Classify:     agent.Classifier(id),
 			Diagnose:     cache.Brief,
 			Ready:        func(base string) { ready <- base },
 			Logger:       log,

@@ -1,0 +1,69 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
+	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
+	"github.com/goproxy-setup/goproxy-setup/tlsauth"
+)
+
+// Classifier returns the agent's error classifier: diagnose.Classify for
+// transport errors, plus what only the agent knows — its own certificate's
+// validity, and HTTP answers of TLS-terminating fronts such as nginx, which
+// report a missing or rejected client certificate as a 400 page rather
+// than a TLS alert.
+func Classifier(id *tlsauth.Identity) func(error) (layer, remedy string) {
+	return func(err error) (string, string) {
+		var ue *upstream.Error
+		if !errors.As(err, &ue) || ue.StatusCode == 0 {
+			layer, remedy := diagnose.Classify(err)
+			if layer == diagnose.LayerClientCert {
+				if r := expiredRemedy(id); r != "" {
+					remedy = r
+				}
+			}
+			return layer, remedy
+		}
+		switch body := ue.Body; {
+		case ue.StatusCode == http.StatusBadRequest && strings.Contains(body, "No required SSL certificate was sent"):
+			if id == nil {
+				return diagnose.LayerClientCert, "the upstream requires a client certificate and none is configured: pass --client-cert/--client-key, or enrol with --ca-url"
+			}
+			return diagnose.LayerClientCert, fmt.Sprintf("the upstream requires a client certificate but did not accept ours (%s) as one it asked for: check that its issuer is a CA the upstream trusts, with the full chain", describe(id))
+		case ue.StatusCode == http.StatusBadRequest && strings.Contains(body, "SSL certificate error"):
+			if r := expiredRemedy(id); r != "" {
+				return diagnose.LayerClientCert, r
+			}
+			return diagnose.LayerClientCert, fmt.Sprintf("the upstream rejected our client certificate (%s): it is not issued by a CA the upstream trusts, or revoked; run 'goproxy-setup diagnose'", describe(id))
+		case ue.StatusCode == http.StatusUnauthorized || ue.StatusCode == http.StatusForbidden:
+			return diagnose.LayerHTTP, fmt.Sprintf("the upstream refused the request (HTTP %d): check that this identity may read these modules", ue.StatusCode)
+		case ue.StatusCode >= 500:
+			return diagnose.LayerHTTP, fmt.Sprintf("the upstream failed with HTTP %d: check its health and logs, or add a fallback upstream with '|'", ue.StatusCode)
+		}
+		return diagnose.LayerHTTP, fmt.Sprintf("the upstream answered HTTP %d: run 'goproxy-setup diagnose' for a layer-by-layer report", ue.StatusCode)
+	}
+}
+
+func expiredRemedy(id *tlsauth.Identity) string {
+	if id == nil {
+		return ""
+	}
+	leaf := id.Certificate().Leaf
+	if now := time.Now(); now.After(leaf.NotAfter) {
+		return fmt.Sprintf("our client certificate %q expired at %s (%s ago): renew it (enrol again, or enable renewal with --ca-url)", leaf.Subject.CommonName, leaf.NotAfter.UTC().Format(time.RFC3339), now.Sub(leaf.NotAfter).Round(time.Second))
+	}
+	return ""
+}
+
+func describe(id *tlsauth.Identity) string {
+	if id == nil {
+		return "none"
+	}
+	leaf := id.Certificate().Leaf
+	return fmt.Sprintf("%q issued by %q", leaf.Subject.CommonName, leaf.Issuer.CommonName)
+}

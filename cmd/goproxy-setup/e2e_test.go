@@ -1,0 +1,320 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// binary builds goproxy-setup once per test process: the end-to-end tests
+// run the real binary, as CI does.
+func binary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "goproxy-setup-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "goproxy-setup")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = &buildError{out: string(out), err: err}
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("build goproxy-setup: %v", binErr)
+	}
+	return binPath
+}
+
+type buildError struct {
+	out string
+	err error
+}
+
+func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
+
+var e2eModules = []testenv.Module{
+	{Path: "example.com/alpha", Version: "v1.0.0"},
+	{Path: "example.com/Beta/gamma", Version: "v0.2.0"},
+	{Path: "example.com/delta/v2", Version: "v2.1.0"},
+}
+
+// runCLI runs the binary with env (added to a minimal environment) and
+// returns stdout, stderr and the exit code.
+func runCLI(t *testing.T, env []string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("goproxy-setup %s did not return (a detached agent must not hold the caller's pipes)", strings.Join(args, " "))
+	}
+	return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
+}
+
+type envVar struct{ Name, Value string }
+
+func parseJSONEnv(t *testing.T, s string) map[string]string {
+	t.Helper()
+	var vars []map[string]string
+	if err := json.Unmarshal([]byte(s), &vars); err != nil {
+		t.Fatalf("run --format json printed %q: %v", s, err)
+	}
+	m := map[string]string{}
+	for i, v := range vars {
+		if i == 0 && v["name"] != "GOPROXY" {
+			t.Errorf("first variable is %q, want GOPROXY", v["name"])
+		}
+		m[v["name"]] = v["value"]
+	}
+	return m
+}
+
+// TestRunThroughNginx is the forwarder end to end: the real binary's `run`
+// starts a detached agent in front of nginx (ssl_verify_client on) and the
+// real goproxy server; the real go command downloads, builds and verifies a
+// module through it; `status` and `stop` report.
+func TestRunThroughNginx(t *testing.T) {
+	t.Parallel()
+	stack := testenv.StartMTLSStack(t, e2eModules)
+	state := t.TempDir()
+	work := t.TempDir()
+	testenv.WriteConsumer(t, work, e2eModules)
+	stdout, stderr, code := runCLI(t, nil, "run", "--format", "json", "--warm=false",
+		"--upstream", stack.URL, "--client-cert", stack.CertFile, "--client-key", stack.KeyFile,
+		"--ca-cert", stack.CAFile, "--state-dir", state)
+	if code != 0 {
+		t.Fatalf("run exit %d, want 0\nstderr:\n%s", code, stderr)
+	}
+	t.Cleanup(func() { runCLI(t, nil, "stop", "--state-dir", state) })
+	vars := parseJSONEnv(t, stdout)
+	gp := vars["GOPROXY"]
+	if !strings.HasPrefix(gp, "http://127.0.0.1:") || len(strings.Split(strings.TrimPrefix(gp, "http://"), "/")) != 2 {
+		t.Fatalf("GOPROXY = %q, want http://127.0.0.1:<port>/<token>", gp)
+	}
+	token := gp[strings.LastIndex(gp, "/")+1:]
+	if strings.Contains(stderr, token) {
+		t.Errorf("run's log holds the capability token:\n%s", stderr)
+	}
+	modcache := t.TempDir()
+	env := testenv.GoEnv(t, modcache)
+	env = append(env, "GOPROXY="+gp)
+	for _, args := range [][]string{{"mod", "download"}, {"build", "./..."}} {
+		if out, err := testenv.RunGo(t, work, env, args...); err != nil {
+			t.Fatalf("go %s through the agent: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	off := append(testenv.GoEnv(t, modcache), "GOPROXY=off")
+	if out, err := testenv.RunGo(t, work, off, "mod", "verify"); err != nil {
+		t.Fatalf("GOPROXY=off go mod verify: %v\n%s", err, out)
+	}
+	stdout, stderr, code = runCLI(t, nil, "status", "--json", "--state-dir", state)
+	if code != 0 {
+		t.Fatalf("status exit %d: %s", code, stderr)
+	}
+	var st struct {
+		Requests int64            `json:"requests"`
+		Served   map[string]int64 `json:"served"`
+		Failures int64            `json:"failures"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, stdout)
+	}
+	if got, want := st.Served["zip"], int64(len(e2eModules)); got != want {
+		t.Errorf("served zips = %d, want %d", got, want)
+	}
+	if st.Failures != 0 {
+		t.Errorf("failures = %d, want 0", st.Failures)
+	}
+	logb, err := os.ReadFile(filepath.Join(state, "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{token, string(stack.Client.KeyPEM)} {
+		if bytes.Contains(logb, []byte(strings.TrimSpace(secret))) {
+			t.Errorf("agent log holds a secret")
+		}
+	}
+	stdout, stderr, code = runCLI(t, nil, "stop", "--state-dir", state)
+	if code != 0 {
+		t.Fatalf("stop exit %d, want 0: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "requests") {
+		t.Errorf("stop printed %q, want final stats", stdout)
+	}
+	if _, err := os.Stat(filepath.Join(state, "agent.json")); !os.IsNotExist(err) {
+		t.Errorf("agent.json still present after stop (err %v)", err)
+	}
+}
+
+// TestRunRejectedByNginx: each bad identity fails inside the go command's
+// own output, with the layer named by the agent's 502 body.
+func TestRunRejectedByNginx(t *testing.T) {
+	t.Parallel()
+	for _, test := range []struct {
+		name string
+		// client returns the cert and key files the agent presents.
+		client    func(t *testing.T, s *testenv.Stack) (string, string)
+		wantLayer string
+		wantFix   string
+	}{
+		{
+			name:      "no client certificate",
+			client:    func(t *testing.T, s *testenv.Stack) (string, string) { return "", "" },
+			wantLayer: "client-cert",
+			wantFix:   "client-cert",
+		},
+		{
+			name: "certificate from another CA",
+			client: func(t *testing.T, s *testenv.Stack) (string, string) {
+				other := testenv.NewCA(t)
+				return other.Issue(t, testenv.CertSpec{CommonName: "intruder", Client: true}).WriteFiles(t, t.TempDir())
+			},
+			wantLayer: "client-cert",
+			wantFix:   "client-cert",
+		},
+		{
+			name: "certificate that expires while the agent runs",
+			client: func(t *testing.T, s *testenv.Stack) (string, string) {
+				leaf := s.ClientCA.Issue(t, testenv.CertSpec{CommonName: "short-lived", Client: true, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(3 * time.Second)})
+				return leaf.WriteFiles(t, t.TempDir())
+			},
+			wantLayer: "client-cert",
+			wantFix:   "expir",
+		},
+	} {
+		t.Run(test.name, func(t *testing.T) {
+			t.Parallel()
+			stack := testenv.StartMTLSStack(t, e2eModules)
+			cert, key := test.client(t, stack)
+			args := []string{"run", "--format", "dotenv", "--warm=false", "--upstream", stack.URL, "--ca-cert", stack.CAFile, "--state-dir", t.TempDir()}
+			if cert != "" {
+				args = append(args, "--client-cert", cert, "--client-key", key)
+			}
+			stdout, stderr, code := runCLI(t, nil, args...)
+			if code != 0 {
+				t.Fatalf("run exit %d, want 0\n%s", code, stderr)
+			}
+			state := args[len(args)-1-boolToInt(cert != "")*4]
+			t.Cleanup(func() { runCLI(t, nil, "stop", "--state-dir", state) })
+			gp := strings.TrimPrefix(strings.SplitN(stdout, "\n", 2)[0], "GOPROXY=")
+			if test.name == "certificate that expires while the agent runs" {
+				time.Sleep(4 * time.Second)
+			}
+			work := t.TempDir()
+			testenv.WriteConsumer(t, work, e2eModules)
+			env := append(testenv.GoEnv(t, t.TempDir()), "GOPROXY="+gp)
+			out, err := testenv.RunGo(t, work, env, "mod", "download")
+			if err == nil {
+				t.Fatalf("go mod download succeeded, want a failure\n%s", out)
+			}
+			if !strings.Contains(out, "server response:") || !strings.Contains(out, "goproxy-setup: "+test.wantLayer+" failure") {
+				t.Errorf("go output does not name layer %q:\n%s", test.wantLayer, out)
+			}
+			if !strings.Contains(strings.ToLower(out), test.wantFix) {
+				t.Errorf("go output does not mention %q:\n%s", test.wantFix, out)
+			}
+			_, stopErr, code := runCLI(t, nil, "stop", "--state-dir", state)
+			if code != 3 {
+				t.Errorf("stop after failed fetches: exit %d, want 3\n%s", code, stopErr)
+			}
+		})
+	}
+}
+
+func boolToInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestRunBadInput: bad inputs exit 2 and name the input and the fix.
+func TestRunBadInput(t *testing.T) {
+	t.Parallel()
+	ca := testenv.NewCA(t)
+	dir := t.TempDir()
+	cert, key := ca.Issue(t, testenv.CertSpec{Client: true}).WriteFiles(t, dir)
+	loose := filepath.Join(dir, "loose.key")
+	b, _ := os.ReadFile(key)
+	os.WriteFile(loose, b, 0o644)
+	expiredCert, expiredKey := ca.Issue(t, testenv.CertSpec{Client: true, NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(-time.Hour)}).WriteFiles(t, t.TempDir())
+	otherCert, _ := ca.Issue(t, testenv.CertSpec{Client: true}).WriteFiles(t, t.TempDir())
+	for _, test := range []struct {
+		name string
+		args []string
+		env  []string
+		want []string
+	}{
+		{"key readable by others", []string{"--client-cert", cert, "--client-key", loose}, nil, []string{loose, "0644", "chmod 600"}},
+		{"expired certificate", []string{"--client-cert", expiredCert, "--client-key", expiredKey}, nil, []string{"expired"}},
+		{"key of another certificate", []string{"--client-cert", otherCert, "--client-key", key}, nil, []string{"does not match"}},
+		{"missing key file", []string{"--client-cert", cert, "--client-key", filepath.Join(dir, "nope.key")}, nil, []string{"nope.key"}},
+		{"cert without key", []string{"--client-cert", cert}, nil, []string{"--client-key"}},
+		{"bad upstream list", []string{"--upstream", "https://a.example,,https://b.example"}, nil, []string{"doubled separator"}},
+		{"direct not last", []string{"--upstream", "direct,https://a.example"}, nil, []string{"last element"}},
+		{"bad format", []string{"--format", "yaml"}, nil, []string{"--format", "shell, dotenv or json"}},
+		{"bad env twin", nil, []string{"GOPROXY_SETUP_TIMEOUT=soon"}, []string{"GOPROXY_SETUP_TIMEOUT", "--timeout"}},
+	} {
+		t.Run(test.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"run", "--warm=false", "--state-dir", t.TempDir()}, test.args...)
+			_, stderr, code := runCLI(t, test.env, args...)
+			if code != 2 {
+				t.Errorf("exit %d, want 2\n%s", code, stderr)
+			}
+			for _, w := range test.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr does not mention %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}
+
+// TestRunDoesNotHoldPipes: `$(goproxy-setup run)` returns although the
+// agent keeps running (it must not inherit the caller's stdout/stderr).
+func TestRunDoesNotHoldPipes(t *testing.T) {
+	t.Parallel()
+	url, _ := testenv.NewModuleServer(t, e2eModules)
+	state := t.TempDir()
+	cmd := exec.Command("bash", "-c", `out="$("$0" run --warm=false --upstream "$1" --state-dir "$2" 2>&1)"; echo "$out"`, binary(t), url, state)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	done := make(chan []byte, 1)
+	go func() { b, _ := cmd.CombinedOutput(); done <- b }()
+	select {
+	case out := <-done:
+		if !strings.Contains(string(out), "export GOPROXY='http://127.0.0.1:") {
+			t.Errorf("captured output %q, want the export line", out)
+		}
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		t.Fatal("$(goproxy-setup run) did not return: the agent holds the capture's pipe")
+	}
+	runCLI(t, nil, "stop", "--state-dir", state)
+}
