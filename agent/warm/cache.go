@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/module"
-	modzip "golang.org/x/mod/zip"
 	"golang.org/x/mod/sumdb/dirhash"
+	modzip "golang.org/x/mod/zip"
 )
 
 // entry is one module version's place in the module cache, in cmd/go's
@@ -216,12 +216,12 @@ func hashZip(mod module.Version, zipPath, xdir string) (string, error) {
 		dst := filepath.Join(xdir, filepath.FromSlash(rel))
 		if err := os.MkdirAll(filepath.Dir(dst), 0o777); err != nil {
 			r.Close()
-			return nil, err
+			return nil, &writeError{err}
 		}
 		w, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
 		if err != nil {
 			r.Close()
-			return nil, err
+			return nil, &writeError{err}
 		}
 		return &teeFile{r: r, w: w, err: &writeErr}, nil
 	}
@@ -231,10 +231,9 @@ func hashZip(mod module.Version, zipPath, xdir string) (string, error) {
 		if errors.As(err, &we) {
 			return "", we.err
 		}
-		if errors.Is(err, zip.ErrChecksum) || errors.Is(err, zip.ErrFormat) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return "", fmt.Errorf("%w: %v", errZip, err)
-		}
-		return "", err
+		// Anything else is the zip's content: bad deflate data, a CRC or
+		// size that does not match, a name with a newline.
+		return "", fmt.Errorf("%w: %v", errZip, err)
 	}
 	if writeErr != nil {
 		return "", writeErr

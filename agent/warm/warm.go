@@ -308,6 +308,9 @@ func goEnvModCache(ctx context.Context) (string, error) {
 // load reads, parses and merges the go.sum files. Parse errors of all
 // files are returned together.
 func load(files []string, skip func(string) (string, bool), log hclog.Logger) ([]*item, []Skipped, error) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
 	var (
 		errs    []error
 		byMod   = map[module.Version]*item{}
@@ -360,10 +363,14 @@ func load(files []string, skip func(string) (string, bool), log hclog.Logger) ([
 		items   []*item
 		skipped []Skipped
 	)
+	used := map[*modfile.Replace]bool{}
+	reason := func(r *modfile.Replace) string {
+		return fmt.Sprintf("replaced by local directory %s in %s: cmd/go reads it from disk, not from the module cache", r.New.Path, where[r])
+	}
 	for _, it := range order {
 		if r := replacedBy(replace, it.mod); r != nil {
-			skipped = append(skipped, Skipped{Module: it.mod.Path, Version: it.mod.Version,
-				Reason: fmt.Sprintf("replaced by local directory %s in %s (cmd/go reads it from disk)", r.New.Path, where[r])})
+			used[r] = true
+			skipped = append(skipped, Skipped{Module: it.mod.Path, Version: it.mod.Version, Reason: reason(r)})
 			continue
 		}
 		if skip != nil {
@@ -373,6 +380,13 @@ func load(files []string, skip func(string) (string, bool), log hclog.Logger) ([
 			}
 		}
 		items = append(items, it)
+	}
+	// A local replacement usually has no go.sum line at all; it is
+	// reported all the same, so that nobody wonders why it was not warmed.
+	for _, r := range replace {
+		if !used[r] {
+			skipped = append(skipped, Skipped{Module: r.Old.Path, Version: r.Old.Version, Reason: reason(r)})
+		}
 	}
 	// Zips first: the long fetches start early and the many small go.mod
 	// fetches fill the gaps at the end.
@@ -483,12 +497,18 @@ func (w *warmer) warmOne(ctx context.Context, it *item, prog *progress) result {
 	defer unlock()
 	e.cleanTemps()
 
+	// Every part is fetched and verified before anything is written, so a
+	// failure of any part (a mismatch, a 404) writes nothing for the
+	// module version.
 	var (
 		fetched atomic.Bool
 		bytes   atomic.Int64
 		mu      sync.Mutex
 		errs    []error
 		wg      sync.WaitGroup
+		modData []byte
+		info    []byte
+		zi      *zipInstall
 	)
 	do := func(what string, f func() (fetched bool, n int64, err error)) {
 		wg.Go(func() {
@@ -504,60 +524,100 @@ func (w *warmer) warmOne(ctx context.Context, it *item, prog *progress) result {
 			}
 		})
 	}
-	do("go.mod", func() (bool, int64, error) { return w.ensureMod(ctx, e, it.modSum, prog) })
+	do("go.mod", func() (f bool, n int64, err error) {
+		f, modData, err = w.ensureMod(ctx, e, it.modSum, prog)
+		return f, int64(len(modData)), err
+	})
 	if it.zipSum != nil {
-		do("info", func() (bool, int64, error) { return w.ensureInfo(ctx, e, prog) })
-		do("zip", func() (bool, int64, error) { return w.ensureZip(ctx, e, it.zipSum, prog) })
+		do("info", func() (f bool, n int64, err error) {
+			f, info, err = w.ensureInfo(ctx, e, prog)
+			return f, int64(len(info)), err
+		})
+		do("zip", func() (f bool, n int64, err error) {
+			f, n, zi, err = w.ensureZip(ctx, e, it.zipSum, prog)
+			return f, n, err
+		})
 	}
 	wg.Wait()
+	if len(errs) == 0 {
+		if modData != nil {
+			errs = append(errs, writeAtomic(e.base+".mod", modData))
+		}
+		if info != nil {
+			errs = append(errs, writeAtomic(e.base+".info", info))
+		}
+		if zi != nil {
+			errs = append(errs, e.install(zi.tmpZip, zi.xtmp, zi.hash))
+		}
+	}
+	if zi != nil {
+		zi.cleanup()
+	}
 	return result{fetched: fetched.Load(), bytes: bytes.Load(), err: errors.Join(errs...)}
 }
 
-// ensureMod makes <v>.mod valid: kept when its hash matches go.sum (or
-// when go.sum has no /go.mod line for it), else fetched and verified.
-func (w *warmer) ensureMod(ctx context.Context, e entry, sum *Sum, prog *progress) (bool, int64, error) {
+// zipInstall is a verified zip (and extracted tree) waiting to be put in
+// place by entry.install.
+type zipInstall struct {
+	tmpZip, xtmp, hash string
+}
+
+// cleanup removes what install did not move into place.
+func (z *zipInstall) cleanup() {
+	if z.tmpZip != "" {
+		os.Remove(z.tmpZip)
+	}
+	if z.xtmp != "" {
+		if _, err := os.Lstat(z.xtmp); err == nil {
+			removeTree(z.xtmp)
+		}
+	}
+}
+
+// ensureMod checks <v>.mod: kept when its hash matches go.sum (or when
+// go.sum has no /go.mod line for it), else fetched and verified; it
+// returns the data to write, nil for a hit.
+func (w *warmer) ensureMod(ctx context.Context, e entry, sum *Sum, prog *progress) (bool, []byte, error) {
 	path := e.base + ".mod"
 	if data, err := os.ReadFile(path); err == nil {
 		if sum == nil {
-			return false, 0, nil
+			return false, nil, nil
 		}
 		if h, _ := goModHash(data); h == sum.Hash {
-			return false, 0, nil
+			return false, nil, nil
 		}
 		w.log.Info("replacing a cached go.mod whose hash does not match go.sum", "module", e.mod.Path, "version", e.mod.Version)
 	}
 	data, err := w.fetchBytes(ctx, e.proxyPath(".mod"), modzip.MaxGoMod, prog)
-	n := int64(len(data))
 	if err != nil {
-		return true, n, err
+		return true, nil, err
 	}
 	if sum != nil {
 		h, err := goModHash(data)
 		if err != nil {
-			return true, n, err
+			return true, nil, err
 		}
 		if h != sum.Hash {
-			return true, n, &MismatchError{Module: e.mod.Path, Version: e.mod.Version, File: "go.mod", Expected: sum.Hash, Where: sum.Where(), Received: h}
+			return true, nil, &MismatchError{Module: e.mod.Path, Version: e.mod.Version, File: "go.mod", Expected: sum.Hash, Where: sum.Where(), Received: h}
 		}
 	}
-	return true, n, writeAtomic(path, data)
+	return true, data, nil
 }
 
-// ensureInfo makes <v>.info present: a JSON object naming the version.
-func (w *warmer) ensureInfo(ctx context.Context, e entry, prog *progress) (bool, int64, error) {
-	path := e.base + ".info"
-	if data, err := os.ReadFile(path); err == nil && validInfo(data, e.mod.Version) == nil {
-		return false, 0, nil
+// ensureInfo checks <v>.info, a JSON object naming the version; it
+// returns the data to write, nil for a hit.
+func (w *warmer) ensureInfo(ctx context.Context, e entry, prog *progress) (bool, []byte, error) {
+	if data, err := os.ReadFile(e.base + ".info"); err == nil && validInfo(data, e.mod.Version) == nil {
+		return false, nil, nil
 	}
 	data, err := w.fetchBytes(ctx, e.proxyPath(".info"), 1<<20, prog)
-	n := int64(len(data))
 	if err != nil {
-		return true, n, err
+		return true, nil, err
 	}
 	if err := validInfo(data, e.mod.Version); err != nil {
-		return true, n, err
+		return true, nil, err
 	}
-	return true, n, writeAtomic(path, data)
+	return true, data, nil
 }
 
 func validInfo(data []byte, version string) error {
@@ -571,72 +631,64 @@ func validInfo(data []byte, version string) error {
 	return nil
 }
 
-// ensureZip makes the zip, its .ziphash and (when extracting) the
-// extracted tree valid. A cached zip is a hit only when .ziphash holds
-// go.sum's hash and the zip's own hash matches it; an extracted tree
-// without a zip is a hit when complete by cmd/go's rules. Anything else is
-// fetched into a temporary file, checked, hashed (and extracted into a
-// temporary directory in the same pass) and only then put in place:
-// .ziphash first, then the zip, then the tree, as cmd/go does.
-func (w *warmer) ensureZip(ctx context.Context, e entry, sum *Sum, prog *progress) (bool, int64, error) {
+// ensureZip checks the zip, its .ziphash and (when extracting) the
+// extracted tree. A cached zip is a hit only when .ziphash holds go.sum's
+// hash and the zip's own hash matches it; an extracted tree without a zip
+// is a hit when complete by cmd/go's rules. Anything else is fetched into
+// a temporary file, checked, hashed (and extracted into a temporary
+// directory in the same pass); the returned zipInstall puts it in place.
+func (w *warmer) ensureZip(ctx context.Context, e entry, sum *Sum, prog *progress) (bool, int64, *zipInstall, error) {
 	zipPath, hashPath := e.base+".zip", e.base+".ziphash"
 	zh, _ := os.ReadFile(hashPath)
 	if strings.TrimSpace(string(zh)) == sum.Hash {
 		dirOK := e.dirComplete()
 		if _, err := os.Stat(zipPath); err == nil {
-			xtmp := ""
+			zi := &zipInstall{hash: sum.Hash}
 			if w.extract && !dirOK {
 				var err error
-				if xtmp, err = e.tempDir(); err != nil {
-					return false, 0, err
+				if zi.xtmp, err = e.tempDir(); err != nil {
+					return false, 0, nil, err
 				}
 			}
-			h, err := hashZip(e.mod, zipPath, xtmp)
+			h, err := hashZip(e.mod, zipPath, zi.xtmp)
 			if err == nil && h == sum.Hash {
-				if xtmp == "" {
-					return false, 0, nil
+				if zi.xtmp == "" {
+					return false, 0, nil, nil
 				}
-				return false, 0, e.install("", xtmp, sum.Hash)
+				return false, 0, zi, nil
 			}
-			if xtmp != "" {
-				removeTree(xtmp)
-			}
+			zi.cleanup()
 			w.log.Info("replacing a cached zip that fails verification", "module", e.mod.Path, "version", e.mod.Version, "hash", h, "error", err)
 		} else if dirOK {
-			return false, 0, nil
+			return false, 0, nil, nil
 		}
 	}
 
 	f, err := os.CreateTemp(e.vdir, filepath.Base(e.base)+".zip"+tempMarker+"*.tmp")
 	if err != nil {
-		return true, 0, err
+		return true, 0, nil, err
 	}
-	tmpZip := f.Name()
-	defer os.Remove(tmpZip) // a no-op once renamed
+	zi := &zipInstall{tmpZip: f.Name(), hash: sum.Hash}
 	n, err := w.fetchFile(ctx, e.proxyPath(".zip"), f, prog)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil && w.extract {
+		zi.xtmp, err = e.tempDir()
+	}
 	if err != nil {
-		return true, n, err
+		zi.cleanup()
+		return true, n, nil, err
 	}
-	xtmp := ""
-	if w.extract {
-		if xtmp, err = e.tempDir(); err != nil {
-			return true, n, err
-		}
-	}
-	h, err := hashZip(e.mod, tmpZip, xtmp)
+	h, err := hashZip(e.mod, zi.tmpZip, zi.xtmp)
 	if err == nil && h != sum.Hash {
 		err = &MismatchError{Module: e.mod.Path, Version: e.mod.Version, File: "zip", Expected: sum.Hash, Where: sum.Where(), Received: h}
 	}
 	if err != nil {
-		if xtmp != "" {
-			removeTree(xtmp)
-		}
-		return true, n, err
+		zi.cleanup()
+		return true, n, nil, err
 	}
-	return true, n, e.install(tmpZip, xtmp, sum.Hash)
+	return true, n, zi, nil
 }
 
 // tempDir creates the temporary directory the zip is extracted into; its
