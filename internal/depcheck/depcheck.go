@@ -1,0 +1,5 @@
+// Package depcheck owns the tests that keep the import graph pointing one
+// way (cmd → agent → agent/* → tlsauth, policies), keep heavy or test-only
+// modules out of the shipped binary, and keep exits and prints out of the
+// libraries. It has no code of its own.
+package depcheck

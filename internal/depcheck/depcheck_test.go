@@ -1,0 +1,153 @@
+package depcheck
+
+import (
+	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const mod = "github.com/goproxy-setup/goproxy-setup"
+
+type pkg struct {
+	ImportPath string
+	Dir        string
+	GoFiles    []string
+	Imports    []string
+	Deps       []string
+}
+
+func list(t *testing.T, args ...string) []pkg {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"list", "-json"}, args...)...)
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var pkgs []pkg
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for {
+		var p pkg
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+func rel(p string) string { return strings.TrimPrefix(strings.TrimPrefix(p, mod), "/") }
+
+// layer ranks the packages: a package may import only packages of a lower
+// rank (or internal helpers).
+func layer(p string) int {
+	switch r := rel(p); {
+	case strings.HasPrefix(r, "cmd/"):
+		return 5
+	case r == "internal/demo":
+		return 4
+	case r == "agent":
+		return 3
+	case r == "agent/proxy", r == "agent/warm", r == "agent/ci", r == "agent/image", r == "agent/privilege":
+		return 2
+	case r == "agent/upstream", r == "agent/diagnose":
+		return 1
+	case r == "tlsauth", r == "policies":
+		return 0
+	}
+	return -1 // internal helpers: checked separately
+}
+
+// sameLayerOK are the allowed imports between packages of one layer.
+var sameLayerOK = map[string]bool{
+	"agent/image -> agent/privilege": true, // the image carries the agent user
+}
+
+func TestImportDirection(t *testing.T) {
+	t.Parallel()
+	for _, p := range list(t, "./...") {
+		from := layer(p.ImportPath)
+		for _, imp := range p.Imports {
+			if !strings.HasPrefix(imp, mod) {
+				continue
+			}
+			if strings.HasPrefix(rel(imp), "cmd/") {
+				t.Errorf("%s imports %s: libraries never import cmd", rel(p.ImportPath), rel(imp))
+			}
+			if rel(imp) == "internal/testenv" {
+				t.Errorf("%s imports internal/testenv outside tests", rel(p.ImportPath))
+			}
+			to := layer(imp)
+			if from >= 0 && to >= 0 && to >= from && rel(imp) != rel(p.ImportPath) {
+				if !sameLayerOK[rel(p.ImportPath)+" -> "+rel(imp)] {
+					t.Errorf("%s (layer %d) imports %s (layer %d): imports run downwards only", rel(p.ImportPath), from, rel(imp), to)
+				}
+			}
+		}
+	}
+}
+
+// TestBinaryDeps keeps the shipped binary lean: no step-ca client library,
+// no test servers, no testing package.
+func TestBinaryDeps(t *testing.T) {
+	t.Parallel()
+	ps := list(t, "./cmd/goproxy-setup")
+	forbidden := []string{
+		"github.com/smallstep/certificates",
+		"github.com/goproxy/goproxy",
+		"github.com/Shopify/toxiproxy",
+		"github.com/rhysd/actionlint",
+		"testing",
+		mod + "/internal/testenv",
+	}
+	for _, d := range ps[0].Deps {
+		for _, f := range forbidden {
+			if d == f || strings.HasPrefix(d, f+"/") {
+				t.Errorf("goproxy-setup links %s", d)
+			}
+		}
+	}
+}
+
+// TestLibrariesDoNotExit: library packages return errors; only cmd exits,
+// and nothing below cmd calls log.Fatal/panic-on-input helpers or prints
+// to the process's stdout/stderr directly.
+func TestLibrariesDoNotExit(t *testing.T) {
+	t.Parallel()
+	for _, p := range list(t, "./...") {
+		r := rel(p.ImportPath)
+		if strings.HasPrefix(r, "cmd/") || strings.HasPrefix(r, "internal/testenv") {
+			continue
+		}
+		for _, f := range p.GoFiles {
+			path := filepath.Join(p.Dir, f)
+			file, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ast.Inspect(file, func(n ast.Node) bool {
+				sel, ok := n.(*ast.SelectorExpr)
+				if !ok {
+					return true
+				}
+				id, ok := sel.X.(*ast.Ident)
+				if !ok {
+					return true
+				}
+				switch id.Name + "." + sel.Sel.Name {
+				case "os.Exit", "log.Fatal", "log.Fatalf", "log.Fatalln", "log.Printf", "log.Println", "log.Print", "os.Stdout", "fmt.Println", "fmt.Printf":
+					t.Errorf("%s uses %s.%s: libraries return errors and log through an injected logger", filepath.Join(r, f), id.Name, sel.Sel.Name)
+				}
+				return true
+			})
+		}
+	}
+}
