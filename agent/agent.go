@@ -26,6 +26,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/goproxy-setup/goproxy-setup/agent/privilege"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
@@ -188,7 +189,13 @@ func Start(ctx context.Context, cfg StartConfig) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if cfg.RunAs != "" && !cfg.Sudo {
+		// Started by root: no_new_privs from birth on every thread, so a
+		// cgo build can drop as safely as a static one.
+		start = func() error { return privilege.StartNoNewPrivs(cmd) }
+	}
+	if err := start(); err != nil {
 		return nil, fmt.Errorf("start agent: %w", err)
 	}
 	go cmd.Wait() // reap if it dies while we still run

@@ -71,6 +71,8 @@ type Result struct {
 	Warm *warm.Summary
 	// Warnings are things the job should know (e.g. running unseparated).
 	Warnings []string
+	// Privilege says how the agent runs (user, custody), for the summary.
+	Privilege []string
 	// Report is the diagnosis of an upstream failure, nil when none.
 	Report *diagnose.Report
 	// ReportPath is the text report's file, when Report is set.
@@ -159,12 +161,21 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	res.Secrets = append(res.Secrets, handoff.Token)
 
 	// 3 + 4. Least privilege and the agent.
-	sep, err := planSeparation(ctx, pol, log)
+	if err := os.MkdirAll(res.StateDir, 0o700); err != nil {
+		return res, errkind.Mark(errkind.BadInput, fmt.Errorf("state dir: %w", err))
+	}
+	sep, err := planSeparation(ctx, pol, res.StateDir, log)
+	res.Privilege = sep.report.Lines()
+	if w := sep.report.Warning(); w != "" {
+		res.Warnings = append(res.Warnings, w)
+	}
 	if err != nil {
 		return res, err
 	}
-	res.Warnings = append(res.Warnings, sep.warnings...)
 	args := []string{"--upstream", list, "--timeout", cfg.Timeout.String()}
+	if sep.privateDir != "" {
+		args = append(args, "--private-dir", sep.privateDir)
+	}
 	if cfg.Policy != "" {
 		abs, _ := filepath.Abs(cfg.Policy)
 		args = append(args, "--policy", abs)

@@ -30,7 +30,8 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 	listen := fs.String("listen", "127.0.0.1:0", "loopback address to listen on")
 	handoffStdin := fs.Bool("handoff-stdin", false, "read the capability token and client identity from stdin (as 'run' passes them)")
 	readyFD := fs.Int("ready-fd", 0, "write 'ready ADDR' to this file descriptor once serving, then close it")
-	runAs := fs.String("run-as", "", "drop privileges to this user after binding the listener")
+	runAs := fs.String("run-as", "", "drop privileges to this user after binding the listener (needs root)")
+	privateDir := fs.String("private-dir", "", "with --run-as: the agent user's private directory (0700) for its key")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -41,12 +42,13 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	var id *tlsauth.Identity
 	var token string
+	var certPEM, keyPEM []byte
 	if *handoffStdin {
 		h, err := agent.ReadHandoff(os.Stdin)
 		if err != nil {
 			return err
 		}
-		token = h.Token
+		token, certPEM, keyPEM = h.Token, h.CertPEM, h.KeyPEM
 		if len(h.CertPEM) > 0 {
 			if id, err = tlsauth.LoadPEM(h.CertPEM, h.KeyPEM); err != nil {
 				return err
@@ -81,7 +83,7 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 			if *runAs == "" {
 				return nil
 			}
-			return dropPrivileges(*runAs)
+			return agent.DropTo(ctx, *runAs, *privateDir, certPEM, keyPEM)
 		},
 		Ready: func(base string) {
 			if *readyFD > 0 {

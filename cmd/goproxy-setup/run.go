@@ -85,6 +85,11 @@ func (runCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	for _, l := range res.Privilege {
+		if !strings.HasPrefix(l, "warning: ") {
+			fmt.Fprintf(stderr, "goproxy-setup: %s\n", l)
+		}
+	}
 	for _, w := range res.Warnings {
 		fmt.Fprintf(stderr, "goproxy-setup: warning: %s\n", w)
 	}
