@@ -35,7 +35,6 @@ func (imageCmd) Synopsis() string {
 	return "append goproxy-setup to a runner image and push it (no Docker engine needed)"
 }
 
-
 func (imageCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("image", flag.ContinueOnError)
 	var (
