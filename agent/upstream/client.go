@@ -254,7 +254,8 @@ func (c *Client) getVia(ctx context.Context, ci *circuit, e Entry, path string) 
 }
 
 // breakerBody records a failed body read (not EOF, not the caller's
-// cancellation) against the upstream's circuit, once.
+// cancellation) against the upstream's circuit, once, and returns such a
+// failure as an *Error naming the upstream (Timeout reports a stall).
 type breakerBody struct {
 	io.ReadCloser
 	ci       *circuit
@@ -267,9 +268,9 @@ type breakerBody struct {
 func (b *breakerBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && err != io.EOF && b.ctx.Err() == nil {
-		b.once.Do(func() {
-			b.ci.record(&Error{Upstream: b.upstream, URL: b.url, Err: err})
-		})
+		ue := &Error{Upstream: b.upstream, URL: b.url, Err: err}
+		b.once.Do(func() { b.ci.record(ue) })
+		return n, ue
 	}
 	return n, err
 }

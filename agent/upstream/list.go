@@ -44,8 +44,9 @@ func (e Entry) String() string {
 // through on any error). "direct" and "off" may only end the list, since
 // only cmd/go itself can act on them.
 func ParseList(list string) ([]Entry, error) {
+	shown := redactList(list)
 	bad := func(format string, args ...any) error {
-		return errkind.Mark(errkind.BadInput, fmt.Errorf("upstream list %q: "+format, append([]any{list}, args...)...))
+		return errkind.Mark(errkind.BadInput, fmt.Errorf("upstream list %q: "+format, append([]any{shown}, args...)...))
 	}
 	list = strings.TrimSpace(list)
 	if list == "" {
@@ -56,9 +57,10 @@ func ParseList(list string) ([]Entry, error) {
 		var elem string
 		anyErr := false
 		if i := strings.IndexAny(list, ",|"); i >= 0 {
-			elem, anyErr, list = list[:i], list[i] == '|', list[i+1:]
+			sep := list[i : i+1]
+			elem, anyErr, list = list[:i], sep == "|", list[i+1:]
 			if strings.TrimSpace(list) == "" {
-				return nil, bad("ends with a separator: remove the trailing %q", elem)
+				return nil, bad("ends with a separator: remove the trailing %q", sep)
 			}
 		} else {
 			elem, list = list, ""
@@ -77,10 +79,12 @@ func ParseList(list string) ([]Entry, error) {
 				return nil, bad("element %d is not a URL: %v", len(out)+1, redactErr(err))
 			}
 			if u.Scheme != "https" && u.Scheme != "http" {
-				return nil, bad("element %d (%s): scheme must be https (or http for loopback), got %q", len(out)+1, Redact(u), u.Scheme)
+				// Without a scheme the element is no URL to redact: do not
+				// echo it (it could hold credentials).
+				return nil, bad("element %d: scheme must be https (or http for loopback), got %q", len(out)+1, u.Scheme)
 			}
 			if u.Host == "" {
-				return nil, bad("element %d: no host in %s", len(out)+1, Redact(u))
+				return nil, bad("element %d: no host: write it as https://HOST[/PATH]", len(out)+1)
 			}
 			if u.RawQuery != "" || u.Fragment != "" {
 				return nil, bad("element %d (%s): a proxy URL takes no query or fragment", len(out)+1, Redact(u))
@@ -166,6 +170,31 @@ func looksSecret(s string) bool {
 		}
 	}
 	return digit && letter
+}
+
+// redactList returns list with user info and secret-looking path elements
+// of its URLs redacted, for error messages.
+func redactList(list string) string {
+	var b strings.Builder
+	for list != "" {
+		i := strings.IndexAny(list, ",|")
+		elem, sep := list, ""
+		if i >= 0 {
+			elem, sep, list = list[:i], list[i:i+1], list[i+1:]
+		} else {
+			list = ""
+		}
+		if strings.Contains(elem, "@") || strings.Contains(elem, "/") {
+			if u, err := url.Parse(strings.TrimSpace(elem)); err == nil && u.Host != "" {
+				elem = Redact(u)
+			} else if strings.Contains(elem, "@") {
+				elem = "REDACTED"
+			}
+		}
+		b.WriteString(elem)
+		b.WriteString(sep)
+	}
+	return b.String()
 }
 
 func redactErr(err error) error {

@@ -224,7 +224,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 		}
-		wait := backoff/2 + rand.N(backoff+1)
+		wait := jittered(backoff)
 		t.log.Debug("retrying upstream request", "url", Redact(req.URL), "attempt", attempt+1, "wait", wait, "cause", retryCause(resp, err))
 		select {
 		case <-time.After(wait):
@@ -235,6 +235,15 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			backoff = t.retry.MaxBackoff
 		}
 	}
+}
+
+// jittered returns a wait drawn uniformly from [b/2, 3b/2]: concurrent
+// clients that failed together do not retry together.
+func jittered(b time.Duration) time.Duration {
+	if b <= 0 {
+		return 0
+	}
+	return b/2 + rand.N(b+1)
 }
 
 func retryCause(resp *http.Response, err error) string {

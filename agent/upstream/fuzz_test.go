@@ -1,0 +1,61 @@
+package upstream
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzParseList checks ParseList never panics and that what it accepts
+// keeps its invariants: proxies are http(s) URLs with a host and no query,
+// direct/off only last, and the redacted form never shows user info.
+func FuzzParseList(f *testing.F) {
+	for _, s := range []string{
+		"https://proxy.golang.org,direct",
+		"https://a.example|https://b.example,off",
+		"http://127.0.0.1:8080/tok/",
+		"https://user:CANARYpass@example.com/p",
+		"ftp://user:CANARYpass@example.com/p,direct",
+		"https://user:CANARYpass@example.com/p|direct|off",
+		"direct,https://x.example",
+		"https://x.example,,direct",
+		"https://x.example|",
+		" https://x.example ",
+		"ftp://x.example",
+		"https://x.example/?q=1#f",
+		"https://[::1]:443/a/b",
+		"https://%zz",
+		"|",
+		"",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, list string) {
+		entries, err := ParseList(list)
+		if err != nil {
+			if strings.Contains(list, "user:CANARYpass@") && strings.Contains(err.Error(), "CANARYpass") {
+				t.Errorf("error leaks user info: %v", err)
+			}
+			return
+		}
+		if len(entries) == 0 {
+			t.Fatalf("ParseList(%q) = no entries and no error", list)
+		}
+		for i, e := range entries {
+			switch {
+			case e.Direct || e.Off:
+				if i != len(entries)-1 {
+					t.Errorf("ParseList(%q): %s at %d of %d, want only last", list, e, i, len(entries))
+				}
+			case e.URL == nil:
+				t.Errorf("ParseList(%q): entry %d has no URL", list, i)
+			default:
+				if e.URL.Scheme != "https" && e.URL.Scheme != "http" || e.URL.Host == "" || e.URL.RawQuery != "" || e.URL.Fragment != "" {
+					t.Errorf("ParseList(%q): entry %d = %s, want an http(s) URL with host and no query", list, i, e.URL)
+				}
+				if e.URL.User != nil && strings.Contains(e.String(), e.URL.User.String()) && e.URL.User.String() != "" {
+					t.Errorf("ParseList(%q): String() = %q shows user info", list, e.String())
+				}
+			}
+		}
+	})
+}
