@@ -184,10 +184,12 @@ func redactList(list string) string {
 		} else {
 			list = ""
 		}
-		if strings.Contains(elem, "@") || strings.Contains(elem, "/") {
-			if u, err := url.Parse(strings.TrimSpace(elem)); err == nil && u.Host != "" {
+		switch t := strings.TrimSpace(elem); {
+		case t == "" || t == "direct" || t == "off":
+		default:
+			if u, err := url.Parse(t); err == nil && u.Host != "" {
 				elem = Redact(u)
-			} else if strings.Contains(elem, "@") {
+			} else {
 				elem = "REDACTED"
 			}
 		}
