@@ -556,6 +556,27 @@ func TestWithUpstreamList(t *testing.T) {
 			sameEffect(t, again, p)
 		})
 	}
+	// New URLs get one upstream each, named flag-N, with the list's
+	// separator; a declared upstream the list gives another separator
+	// gets a named copy and keeps its own setting for its routes.
+	p0 := mustParse(t, pol+"route {\n  modules = [\"corp.example/*\"]\n  upstreams = [\"internal\"]\n}\n")
+	if err := p0.WithUpstreamList("https://m.example|internal|public"); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range p0.DefaultRoute.Upstreams {
+		got = append(got, u.Name+" "+u.Fallthrough.String())
+	}
+	if want := []string{"flag-1 any", "flag-2 any", "public 404"}; !slices.Equal(got, want) {
+		t.Errorf("default route = %q, want %q", got, want)
+	}
+	if r := p0.Route("corp.example/x"); r.Upstreams[0].Name != "internal" || r.Upstreams[0].Fallthrough != FallthroughNotFound {
+		t.Errorf("route upstream = %+v, want internal with fallthrough 404", r.Upstreams[0])
+	}
+	if c := p0.DefaultRoute.Upstreams[1]; c.ClientKey != "/k.pem" || c.URL != "https://internal.example" {
+		t.Errorf("copy of internal = %+v, want its URL and identity", c)
+	}
+
 	// A declared upstream keeps its identity when the flag names it.
 	p := mustParse(t, pol)
 	if err := p.WithUpstreamList("https://internal.example"); err != nil {

@@ -78,6 +78,9 @@ func (p *Policy) WithUpstreamList(list string) error {
 			if u == nil {
 				u = newUpstream(p.freeName(added))
 				u.URL = norm
+				if sep == '|' {
+					u.Fallthrough = FallthroughAny
+				}
 				added = append(added, u)
 			}
 		}
