@@ -21,7 +21,7 @@ type testDNS struct {
 
 func startDNS(t *testing.T, silent bool, records map[string][]netip.Addr) *testDNS {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, err := net.ListenPacket("udp", dnsListenAddr)
 	if err != nil {
 		t.Fatalf("listen DNS: %v", err)
 	}
@@ -120,3 +120,7 @@ func asDNS(err error, de **net.DNSError) bool {
 	}
 	return ok
 }
+
+// dnsListenAddr is where startDNS listens; the go-command recorder moves it
+// to port 53 inside its own network namespace.
+var dnsListenAddr = "127.0.0.1:0"

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,17 +23,17 @@ const testModule = "example.com/m@v1.0.0"
 
 var loopback4 = netip.MustParseAddr("127.0.0.1")
 
-// moduleHandler serves a one-module GOPROXY: the list of example.com/m and
-// 404 for everything else.
-func moduleHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/example.com/m/@v/list" {
-			fmt.Fprintln(w, "v1.0.0")
-			return
-		}
-		http.NotFound(w, r)
-	})
+// moduleHandler serves a one-module GOPROXY (example.com/m v1.0.0: list,
+// info, mod, zip) and 404 for everything else.
+func moduleHandler(t *testing.T) http.Handler {
+	dir := t.TempDir()
+	testenv.WriteProxyDir(t, dir, []testenv.Module{{Path: "example.com/m", Version: "v1.0.0"}})
+	return http.FileServer(http.Dir(dir))
 }
+
+// rootPEMs remembers the root of the CA behind each Target.Roots pool, for
+// the recorder that points the real go command at the same fault.
+var rootPEMs sync.Map // *x509.CertPool → []byte
 
 type upstreamSpec struct {
 	serverLeaf *testenv.Leaf
@@ -46,7 +47,7 @@ func startUpstream(t *testing.T, s upstreamSpec) string {
 	t.Helper()
 	h := s.handler
 	if h == nil {
-		h = moduleHandler()
+		h = moduleHandler(t)
 	}
 	srv := httptest.NewUnstartedServer(h)
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{s.serverLeaf.TLS}, ClientAuth: s.clientAuth, ClientCAs: s.clientCAs}
@@ -136,6 +137,7 @@ func target(rawURL string, ca *testenv.CA, client *testenv.Leaf) Target {
 	t := Target{URL: u, Module: testModule}
 	if ca != nil {
 		t.Roots = ca.Pool()
+		rootPEMs.Store(t.Roots, ca.RootPEM)
 	}
 	if client != nil {
 		t.ClientLeaf = client.Cert
@@ -144,13 +146,30 @@ func target(rawURL string, ca *testenv.CA, client *testenv.Leaf) Target {
 	return t
 }
 
+// relaxClientAuth makes tlsCase servers accept connections without a
+// client certificate: the go-command recorder sets it for the faults that
+// are not about the client certificate, since go cannot present one.
+var relaxClientAuth bool
+
 // tlsCase is the common shape: a TLS upstream on proxy.test (A record
 // only), the server leaf and client identity modified by the case.
-func tlsCase(mod func(*testenv.CertSpec), trustOther bool, auth tls.ClientAuthType, client func(t *testing.T, ca *testenv.CA) *testenv.Leaf, h http.Handler) func(t *testing.T) ([]Target, Options) {
+func tlsCase(mod func(*testenv.CertSpec), trustOther bool, auth tls.ClientAuthType, client func(t *testing.T, ca *testenv.CA) *testenv.Leaf, h func(*testing.T) http.Handler) func(t *testing.T) ([]Target, Options) {
+	return tlsCaseDNS(map[string][]netip.Addr{"proxy.test": {loopback4}}, mod, trustOther, auth, client, h)
+}
+
+// tlsCaseDNS is tlsCase with the test DNS server's records given.
+func tlsCaseDNS(records map[string][]netip.Addr, mod func(*testenv.CertSpec), trustOther bool, auth tls.ClientAuthType, client func(t *testing.T, ca *testenv.CA) *testenv.Leaf, h func(*testing.T) http.Handler) func(t *testing.T) ([]Target, Options) {
 	return func(t *testing.T) ([]Target, Options) {
+		var handler http.Handler
+		if h != nil {
+			handler = h(t)
+		}
 		ca := testenv.NewCA(t)
-		port := startUpstream(t, upstreamSpec{serverLeaf: serverLeaf(t, ca, mod), clientAuth: auth, clientCAs: ca.Pool(), handler: h})
-		dns := startDNS(t, false, map[string][]netip.Addr{"proxy.test": {loopback4}})
+		if relaxClientAuth {
+			auth = tls.VerifyClientCertIfGiven
+		}
+		port := startUpstream(t, upstreamSpec{serverLeaf: serverLeaf(t, ca, mod), clientAuth: auth, clientCAs: ca.Pool(), handler: handler})
+		dns := startDNS(t, false, records)
 		roots := ca
 		if trustOther {
 			roots = testenv.NewCA(t)
@@ -161,6 +180,11 @@ func tlsCase(mod func(*testenv.CertSpec), trustOther bool, auth tls.ClientAuthTy
 		}
 		return []Target{target("https://proxy.test:"+port+"/", roots, leaf)}, baseOptions(dns)
 	}
+}
+
+// static adapts a handler that needs no test state.
+func static(h http.Handler) func(*testing.T) http.Handler {
+	return func(*testing.T) http.Handler { return h }
 }
 
 func goodClient(t *testing.T, ca *testenv.CA) *testenv.Leaf {
@@ -249,34 +273,34 @@ func faultCases() []faultCase {
 		},
 		{
 			name: "upstream answers 500",
-			setup: tlsCase(nil, false, tls.RequireAndVerifyClientCert, goodClient, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			setup: tlsCase(nil, false, tls.RequireAndVerifyClientCert, goodClient, static(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				http.Error(w, "boom", http.StatusInternalServerError)
-			})),
+			}))),
 			wantLayer: LayerHTTP, wantStatus: StatusFail, wantRemedy: "server error", wantDetail: "500",
 		},
 		{
 			name: "upstream stalls mid-body",
-			setup: tlsCase(nil, false, tls.RequireAndVerifyClientCert, goodClient, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			setup: tlsCase(nil, false, tls.RequireAndVerifyClientCert, goodClient, static(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Length", "100000")
 				w.WriteHeader(http.StatusOK)
 				_, _ = w.Write([]byte("v1.0.0\nv1.0.1\n"))
 				w.(http.Flusher).Flush()
 				<-r.Context().Done()
-			})),
+			}))),
 			wantLayer: LayerHTTP, wantStatus: StatusFail, wantRemedy: "mid-response", wantDetail: "stopped after 14 bytes",
 		},
 		{
 			name: "404 is module not found, not a failure",
-			setup: tlsCase(nil, false, tls.RequireAndVerifyClientCert, goodClient, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			setup: tlsCase(nil, false, tls.RequireAndVerifyClientCert, goodClient, static(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				http.NotFound(w, r)
-			})),
+			}))),
 			wantLayer: LayerHTTP, wantStatus: StatusWarn, wantRemedy: "module path", wantDetail: "module not found",
 		},
 		{
 			name: "410 is module not found, not a failure",
-			setup: tlsCase(nil, false, tls.RequireAndVerifyClientCert, goodClient, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			setup: tlsCase(nil, false, tls.RequireAndVerifyClientCert, goodClient, static(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				http.Error(w, "gone", http.StatusGone)
-			})),
+			}))),
 			wantLayer: LayerHTTP, wantStatus: StatusWarn, wantRemedy: "module path", wantDetail: "410",
 		},
 		{
@@ -290,19 +314,19 @@ func faultCases() []faultCase {
 		},
 		{
 			name: "server Date two hours off",
-			setup: tlsCase(nil, false, tls.RequireAndVerifyClientCert, goodClient, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Date", time.Now().Add(2*time.Hour).UTC().Format(http.TimeFormat))
-				moduleHandler().ServeHTTP(w, r)
-			})),
+			setup: tlsCase(nil, false, tls.RequireAndVerifyClientCert, goodClient, func(t *testing.T) http.Handler {
+				next := moduleHandler(t)
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Date", time.Now().Add(2*time.Hour).UTC().Format(http.TimeFormat))
+					next.ServeHTTP(w, r)
+				})
+			}),
 			wantLayer: LayerClock, wantStatus: StatusFail, wantRemedy: "NTP", wantDetail: "+2h0m",
 		},
 		{
 			name: "IPv6 address fails while IPv4 works",
-			setup: func(t *testing.T) ([]Target, Options) {
-				ts, _ := tlsCase(nil, false, tls.RequireAndVerifyClientCert, goodClient, nil)(t)
-				dns := startDNS(t, false, map[string][]netip.Addr{"proxy.test": {loopback4, netip.IPv6Loopback()}})
-				return ts, baseOptions(dns)
-			},
+			setup: tlsCaseDNS(map[string][]netip.Addr{"proxy.test": {loopback4, netip.IPv6Loopback()}},
+				nil, false, tls.RequireAndVerifyClientCert, goodClient, nil),
 			wantLayer: LayerTCP, wantStatus: StatusWarn, wantRemedy: "IPv6", wantDetail: "[::1]",
 		},
 	}

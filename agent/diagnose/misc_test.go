@@ -99,7 +99,7 @@ func TestClassify(t *testing.T) {
 	expired := startUpstream(t, upstreamSpec{serverLeaf: serverLeaf(t, ca, func(s *testenv.CertSpec) {
 		s.NotBefore, s.NotAfter = time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)
 	})})
-	plain := httptest.NewServer(moduleHandler())
+	plain := httptest.NewServer(moduleHandler(t))
 	t.Cleanup(plain.Close)
 	_, plainPort, _ := net.SplitHostPort(plain.Listener.Addr().String())
 
@@ -201,7 +201,7 @@ func TestSumDB(t *testing.T) {
 			if r.URL.Path == "/sumdb/sum.golang.org/supported" {
 				return
 			}
-			moduleHandler().ServeHTTP(w, r)
+			fmt.Fprintln(w, "v1.0.0")
 		})})
 	notProxied := startUpstream(t, upstreamSpec{serverLeaf: serverLeaf(t, ca, nil)})
 	direct := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

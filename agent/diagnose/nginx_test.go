@@ -15,14 +15,46 @@ import (
 func TestNginxClientCert(t *testing.T) {
 	t.Parallel()
 	stack := testenv.StartMTLSStack(t, []testenv.Module{{Path: "example.com/m", Version: "v1.0.0"}})
-	for _, tc := range []struct {
-		name       string
-		client     func(t *testing.T) *testenv.Leaf
-		wantLayer  string
-		wantStatus Status
-		wantRemedy string
-		wantDetail string
-	}{
+	for _, tc := range nginxCases(stack) {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tg := target(stack.URL+"/", stack.CA, tc.client(t))
+			r := Run(context.Background(), []Target{tg}, Options{Env: envMap(nil), Step: 2 * time.Second, Total: 8 * time.Second})
+			var text strings.Builder
+			_ = WriteText(&text, r, false)
+			v := r.Verdict
+			if v.Layer != tc.wantLayer || v.Status != tc.wantStatus {
+				t.Fatalf("verdict = %s at %q, want %s at %q\n%s", v.Status, v.Layer, tc.wantStatus, tc.wantLayer, text.String())
+			}
+			if !strings.Contains(v.Remedy, tc.wantRemedy) {
+				t.Errorf("verdict remedy = %q, want it to mention %q", v.Remedy, tc.wantRemedy)
+			}
+			if !strings.Contains(v.Summary, tc.wantDetail) {
+				t.Errorf("verdict summary = %q, want it to mention %q", v.Summary, tc.wantDetail)
+			}
+			if tc.wantStatus == StatusOK {
+				for _, c := range r.Checks {
+					if c.Status != StatusOK {
+						t.Errorf("check %s %s = %s, want ok: %s", c.Layer, c.Address, c.Status, c.Detail)
+					}
+				}
+			}
+			t.Logf("\n%s", text.String())
+		})
+	}
+}
+
+type nginxCase struct {
+	name       string
+	client     func(t *testing.T) *testenv.Leaf
+	wantLayer  string
+	wantStatus Status
+	wantRemedy string
+	wantDetail string
+}
+
+func nginxCases(stack *testenv.Stack) []nginxCase {
+	return []nginxCase{
 		{
 			name:       "healthy",
 			client:     func(*testing.T) *testenv.Leaf { return stack.Client },
@@ -51,31 +83,5 @@ func TestNginxClientCert(t *testing.T) {
 			wantLayer: LayerClientCert, wantStatus: StatusFail,
 			wantRemedy: "renew", wantDetail: "The SSL certificate error",
 		},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tg := target(stack.URL+"/", stack.CA, tc.client(t))
-			r := Run(context.Background(), []Target{tg}, Options{Env: envMap(nil), Step: 2 * time.Second, Total: 8 * time.Second})
-			var text strings.Builder
-			_ = WriteText(&text, r, false)
-			v := r.Verdict
-			if v.Layer != tc.wantLayer || v.Status != tc.wantStatus {
-				t.Fatalf("verdict = %s at %q, want %s at %q\n%s", v.Status, v.Layer, tc.wantStatus, tc.wantLayer, text.String())
-			}
-			if !strings.Contains(v.Remedy, tc.wantRemedy) {
-				t.Errorf("verdict remedy = %q, want it to mention %q", v.Remedy, tc.wantRemedy)
-			}
-			if !strings.Contains(v.Summary, tc.wantDetail) {
-				t.Errorf("verdict summary = %q, want it to mention %q", v.Summary, tc.wantDetail)
-			}
-			if tc.wantStatus == StatusOK {
-				for _, c := range r.Checks {
-					if c.Status != StatusOK {
-						t.Errorf("check %s %s = %s, want ok: %s", c.Layer, c.Address, c.Status, c.Detail)
-					}
-				}
-			}
-			t.Logf("\n%s", text.String())
-		})
 	}
 }
