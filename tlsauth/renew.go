@@ -191,6 +191,12 @@ func (r *Renewer) backoff(prev time.Duration, leaf *x509.Certificate) time.Durat
 // and Reenroll is set), swaps it in and writes the files if Dir is set.
 func (r *Renewer) RenewNow(ctx context.Context) error {
 	cur := r.id.Certificate()
+	// A stalled CA must not eat the certificate's remaining lifetime: each
+	// attempt gets a quarter of it (2 s to 30 s), then the backoff retries.
+	timeout := min(max(time.Until(cur.Leaf.NotAfter)/4, 2*time.Second), 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	r.log.Debug("renewing client certificate", "serial", cur.Leaf.SerialNumber.String(), "timeout", timeout)
 	ca, err := r.caClient(ctx)
 	if err != nil {
 		return err

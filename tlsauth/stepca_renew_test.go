@@ -125,7 +125,7 @@ func TestRenewRetriesWhileCAUnreachable(t *testing.T) {
 	t.Parallel()
 	ca := testenv.StartStepCA(t)
 	cert, err := Enroll(context.Background(), EnrollConfig{
-		CAURL: ca.URL, Fingerprint: ca.Fingerprint, Lifetime: 12 * time.Second,
+		CAURL: ca.URL, Fingerprint: ca.Fingerprint, Lifetime: 20 * time.Second,
 		Token: ca.JWKToken(t, "flaky.example.test"),
 	})
 	if err != nil {
