@@ -9,6 +9,7 @@ upstream "mirror" {
   url             = "https://goproxy.corp.example.com"
   client_cert     = "/run/goproxy-setup/client.crt"
   client_key      = "/run/goproxy-setup/client.key"
+  # Placeholder pin: replace it with the hash of your proxy's key (see README.md).
   spki_pins       = ["sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="]
   timeout         = "30s"
   connect_timeout = "5s"
