@@ -211,6 +211,20 @@ func (s *System) EnsureUser(ctx context.Context, name string, uid int) (*User, e
 	return u, nil
 }
 
+// LookupUser returns the existing account name from /etc/passwd, checked to
+// be fit for the agent (not root). It needs no privilege: the agent process
+// uses it to resolve --run-as before Drop.
+func LookupUser(name string) (*User, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	u, err := New().lookup(name, 0)
+	if err == nil && u == nil {
+		err = errkind.Mark(errkind.BadInput, fmt.Errorf("agent user %q does not exist: create it (the bootstrap's EnsureUser does) or name another", name))
+	}
+	return u, err
+}
+
 // lookup returns the existing account (nil when absent) after checking that
 // it is fit to be the agent user.
 func (s *System) lookup(name string, uid int) (*User, error) {

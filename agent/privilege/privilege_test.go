@@ -485,3 +485,17 @@ func TestReport(t *testing.T) {
 		})
 	}
 }
+
+func TestLookupUser(t *testing.T) {
+	t.Parallel()
+	if _, err := LookupUser("root"); errkind.Of(err) != errkind.BadInput {
+		t.Errorf("LookupUser(root): got %v, want bad input (never root)", err)
+	}
+	if _, err := LookupUser("gpsabsent0000"); errkind.Of(err) != errkind.BadInput || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("LookupUser(absent): got %v, want bad input naming it", err)
+	}
+	u, err := LookupUser("daemon")
+	if err != nil || u.UID != 1 {
+		t.Errorf("LookupUser(daemon) = %v, %v; want uid 1", u, err)
+	}
+}
