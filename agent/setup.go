@@ -131,6 +131,7 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	var id *tlsauth.Identity
 	switch {
 	case cfg.Enroll != nil:
+		log.Debug("enrolling with step-ca", "ca", cfg.Enroll.CAURL)
 		cert, err := tlsauth.Enroll(ctx, *cfg.Enroll)
 		if err != nil {
 			return res, fmt.Errorf("enrol with step-ca: %w", err)
@@ -158,13 +159,18 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 			return res, err
 		}
 	}
+	log.Debug("identity ready", "elapsed", time.Since(start))
 	res.Secrets = append(res.Secrets, handoff.Token)
+	if cfg.Enroll != nil && cfg.Enroll.Token != "" {
+		res.Secrets = append(res.Secrets, cfg.Enroll.Token)
+	}
 
 	// 3 + 4. Least privilege and the agent.
 	if err := os.MkdirAll(res.StateDir, 0o700); err != nil {
 		return res, errkind.Mark(errkind.BadInput, fmt.Errorf("state dir: %w", err))
 	}
 	sep, err := planSeparation(ctx, pol, res.StateDir, log)
+	log.Debug("privilege planned", "mode", sep.report.Mode, "user", sep.user, "elapsed", time.Since(start))
 	res.Privilege = sep.report.Lines()
 	if w := sep.report.Warning(); w != "" {
 		res.Warnings = append(res.Warnings, w)
@@ -175,6 +181,11 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	args := []string{"--upstream", list, "--timeout", cfg.Timeout.String()}
 	if sep.privateDir != "" {
 		args = append(args, "--private-dir", sep.privateDir)
+	}
+	if cfg.Enroll != nil {
+		// The agent renews the certificate over mTLS while the job runs;
+		// the CA's URL and pin are not secrets.
+		args = append(args, "--renew-ca-url", cfg.Enroll.CAURL, "--renew-ca-fingerprint", cfg.Enroll.Fingerprint)
 	}
 	if cfg.Policy != "" {
 		abs, _ := filepath.Abs(cfg.Policy)

@@ -32,6 +32,8 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 	readyFD := fs.Int("ready-fd", 0, "write 'ready ADDR' to this file descriptor once serving, then close it")
 	runAs := fs.String("run-as", "", "drop privileges to this user after binding the listener (needs root)")
 	privateDir := fs.String("private-dir", "", "with --run-as: the agent user's private directory (0700) for its key")
+	renewURL := fs.String("renew-ca-url", "", "step-ca URL to renew the client certificate with while running")
+	renewFP := fs.String("renew-ca-fingerprint", "", "SHA-256 fingerprint of that step-ca's root")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -67,6 +69,13 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 		if token, err = proxy.NewToken(); err != nil {
 			return err
 		}
+	}
+	if *renewURL != "" && id != nil {
+		r, err := tlsauth.NewRenewer(id, tlsauth.RenewConfig{CAURL: *renewURL, Fingerprint: *renewFP, Logger: log.Named("renew")})
+		if err != nil {
+			return err
+		}
+		go r.Run(ctx)
 	}
 	cache := agent.NewDiagnosisCache(id, roots, log)
 	return agent.Serve(ctx, agent.ServeConfig{

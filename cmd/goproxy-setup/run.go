@@ -38,6 +38,8 @@ func (s *setupFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.workDir, "working-directory", ".", "directory whose go.sum and go.work.sum are warmed by default")
 }
 
+// config returns the bootstrap configuration of the flags (without
+// enrolment, which each front end resolves with its own OIDC default).
 func (s *setupFlags) config() agent.Config {
 	var agentArgs []string
 	if s.logLevel != "" {
@@ -66,6 +68,8 @@ func (runCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var s setupFlags
 	s.register(fs)
+	var e enrollFlags
+	e.register(fs)
 	format := fs.String("format", "shell", "output format of the variables: shell, dotenv or json")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
@@ -76,6 +80,11 @@ func (runCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return usageErrorf("--format %q: use shell, dotenv or json", *format)
 	}
 	cfg := s.config()
+	enroll, err := e.config()
+	if err != nil {
+		return err
+	}
+	cfg.Enroll = enroll
 	cfg.Logger = newLogger("goproxy-setup", &s.commonFlags, stderr)
 	cfg.Progress = stderr
 	res, err := agent.Setup(ctx, cfg)
