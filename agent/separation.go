@@ -26,7 +26,7 @@ type separation struct {
 // root, prepares its private directory, writes the key there and drops to
 // that user (see DropTo). Without any way to root the agent runs as the
 // job's user, with a warning that the policy can turn into an error.
-func planSeparation(ctx context.Context, pol *policies.Policy, stateDir string, log hclog.Logger) (separation, error) {
+func planSeparation(ctx context.Context, pol *policies.Policy, stateDir, privateDir string, log hclog.Logger) (separation, error) {
 	sys := privilege.New(privilege.WithLogger(log.Named("privilege")))
 	mode := sys.Detect(ctx)
 	sep := separation{report: privilege.Report{Mode: mode}}
@@ -46,6 +46,11 @@ func planSeparation(ctx context.Context, pol *policies.Policy, stateDir string, 
 		}
 		sep.user, sep.sudo = u.Name, mode == privilege.Sudo
 		sep.privateDir = filepath.Join(abs, "private")
+		if privateDir != "" {
+			if sep.privateDir, err = filepath.Abs(privateDir); err != nil {
+				return sep, err
+			}
+		}
 		sep.report.User, sep.report.StateDir = u, sep.privateDir
 	}
 	return sep, sep.report.Enforce(pol.Privilege.RequireSeparation)

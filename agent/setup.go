@@ -51,6 +51,11 @@ type Config struct {
 	Executable string
 	// AgentArgs are extra flags for the agent process (log level…).
 	AgentArgs []string
+	// AgentUser and AgentUID override the policy's agent user; AgentDir
+	// is the user's private directory (default <StateDir>/private).
+	AgentUser string
+	AgentUID  int
+	AgentDir  string
 	// Logger receives the bootstrap's log; nil is silent.
 	Logger hclog.Logger
 	// Progress receives warm progress; nil for none.
@@ -169,7 +174,13 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	if err := os.MkdirAll(res.StateDir, 0o700); err != nil {
 		return res, errkind.Mark(errkind.BadInput, fmt.Errorf("state dir: %w", err))
 	}
-	sep, err := planSeparation(ctx, pol, res.StateDir, log)
+	if cfg.AgentUser != "" {
+		pol.Privilege.User = cfg.AgentUser
+	}
+	if cfg.AgentUID != 0 {
+		pol.Privilege.UID = cfg.AgentUID
+	}
+	sep, err := planSeparation(ctx, pol, res.StateDir, cfg.AgentDir, log)
 	log.Debug("privilege planned", "mode", sep.report.Mode, "user", sep.user, "elapsed", time.Since(start))
 	res.Privilege = sep.report.Lines()
 	if w := sep.report.Warning(); w != "" {

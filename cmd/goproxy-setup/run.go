@@ -28,6 +28,9 @@ type setupFlags struct {
 	goSums      stringList
 	concurrency int
 	workDir     string
+	agentUser   string
+	agentUID    int
+	agentDir    string
 }
 
 func (s *setupFlags) register(fs *flag.FlagSet) {
@@ -36,6 +39,9 @@ func (s *setupFlags) register(fs *flag.FlagSet) {
 	fs.Var(&s.goSums, "go-sum", "go.sum file to warm from (repeatable; default ./go.sum and ./go.work.sum when present)")
 	fs.IntVar(&s.concurrency, "concurrency", 0, "parallel fetches while warming (0 chooses)")
 	fs.StringVar(&s.workDir, "working-directory", ".", "directory whose go.sum and go.work.sum are warmed by default")
+	fs.StringVar(&s.agentUser, "agent-user", "", "dedicated user the agent runs as when root is available (default: the policy's, goproxy-agent)")
+	fs.IntVar(&s.agentUID, "agent-uid", 0, "uid for the agent user when it is created (0: the system chooses)")
+	fs.StringVar(&s.agentDir, "agent-dir", "", "the agent user's private directory for its key (default: <state-dir>/private)")
 }
 
 // config returns the bootstrap configuration of the flags (without
@@ -61,6 +67,9 @@ func (s *setupFlags) config() agent.Config {
 		Concurrency: s.concurrency,
 		WorkDir:     s.workDir,
 		AgentArgs:   agentArgs,
+		AgentUser:   s.agentUser,
+		AgentUID:    s.agentUID,
+		AgentDir:    s.agentDir,
 	}
 }
 
