@@ -11,10 +11,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -98,7 +96,7 @@ func StartStepCA(t testing.TB, opts ...StepCAOption) *StepCA {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	bin := stepCABinary(t)
+	bin := Tool(t, "step-ca")
 	dir := t.TempDir()
 	ca := NewCA(t)
 	rootFile := ca.WriteRoot(t, dir)
@@ -282,17 +280,6 @@ func (s *StepCA) SignJWK(t testing.TB, prov string, claims map[string]any) strin
 // step-ca rejects a token issued (at one-second resolution) before it
 // started.
 func tokenNow() time.Time { return time.Now().Truncate(time.Second).Add(time.Second) }
-
-// stepCABinary is the step-ca that .ci/build-tools built.
-func stepCABinary(t testing.TB) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	p := filepath.Join(filepath.Dir(file), "..", "..", ".ci", "bin", "step-ca")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("step-ca not built: %v: run .ci/build-tools", err)
-	}
-	return p
-}
 
 func freePort(t testing.TB) int {
 	t.Helper()
