@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
+	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
 
@@ -26,6 +27,7 @@ type DiagnosisCache struct {
 
 	mu      sync.Mutex
 	entries map[string]*diagEntry
+	real    map[string]*url.URL // redacted → real upstream URL
 }
 
 type diagEntry struct {
@@ -35,8 +37,14 @@ type diagEntry struct {
 }
 
 // NewDiagnosisCache returns a cache that diagnoses with id and roots.
-func NewDiagnosisCache(id *tlsauth.Identity, roots *x509.CertPool, log hclog.Logger) *DiagnosisCache {
-	return &DiagnosisCache{id: id, roots: roots, log: log, ttl: 30 * time.Second, entries: map[string]*diagEntry{}}
+// upstreams are the real URLs of the upstreams: failures name upstreams by
+// their redacted URL, which is not dialable when the path holds a secret.
+func NewDiagnosisCache(id *tlsauth.Identity, roots *x509.CertPool, log hclog.Logger, upstreams ...*url.URL) *DiagnosisCache {
+	c := &DiagnosisCache{id: id, roots: roots, log: log, ttl: 30 * time.Second, entries: map[string]*diagEntry{}, real: map[string]*url.URL{}}
+	for _, u := range upstreams {
+		c.real[upstream.Redact(u)] = u
+	}
+	return c
 }
 
 // Brief returns the cached verdict for the (redacted) upstream URL and
@@ -59,8 +67,11 @@ func (c *DiagnosisCache) Brief(_ context.Context, upstreamURL string) string {
 
 func (c *DiagnosisCache) run(upstreamURL string, e *diagEntry) {
 	u, err := url.Parse(upstreamURL)
+	if r, ok := c.real[upstreamURL]; ok {
+		u, err = r, nil
+	}
 	brief := ""
-	if err == nil && !strings.Contains(upstreamURL, "REDACTED") {
+	if err == nil && !strings.Contains(u.String(), "REDACTED") {
 		t := diagnose.Target{URL: u, Roots: c.roots}
 		if c.id != nil {
 			t.GetClientCertificate = c.id.GetClientCertificate

@@ -5,12 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/goproxy-setup/goproxy-setup/agent"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
+	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
 
@@ -77,7 +79,17 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		go r.Run(ctx)
 	}
-	cache := agent.NewDiagnosisCache(id, roots, log)
+	list := c.upstreamList()
+	if list == "" {
+		list = pol.DefaultRoute.List()
+	}
+	var urls []*url.URL
+	if entries, err := upstream.ParseList(list); err == nil {
+		for _, e := range upstream.Proxies(entries) {
+			urls = append(urls, e.URL)
+		}
+	}
+	cache := agent.NewDiagnosisCache(id, roots, log, urls...)
 	return agent.Serve(ctx, agent.ServeConfig{
 		Policy:       pol,
 		UpstreamList: c.upstreamList(),
