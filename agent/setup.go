@@ -129,6 +129,9 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	res.Upstreams = redactList(entries)
 
 	// 2. Identity.
+	if err := os.MkdirAll(res.StateDir, 0o700); err != nil {
+		return res, errkind.Mark(errkind.BadInput, fmt.Errorf("state dir: %w", err))
+	}
 	var handoff Handoff
 	if handoff.Token, err = proxy.NewToken(); err != nil {
 		return res, err
@@ -139,6 +142,12 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 		log.Debug("enrolling with step-ca", "ca", cfg.Enroll.CAURL)
 		cert, err := tlsauth.Enroll(ctx, *cfg.Enroll)
 		if err != nil {
+			if errkind.Of(err) == errkind.Unreachable {
+				if caURL, perr := url.Parse(cfg.Enroll.CAURL); perr == nil {
+					res.Report, res.ReportPath = diagnoseUpstreams(ctx, res.StateDir, []Entry{{URL: caURL}}, nil, nil, log)
+					return res, fmt.Errorf("enrol with step-ca: %w\ndiagnosis: %s (full report: %s)", err, res.Report.Verdict.Summary, res.ReportPath)
+				}
+			}
 			return res, fmt.Errorf("enrol with step-ca: %w", err)
 		}
 		if id, err = tlsauth.New(cert); err != nil {
@@ -345,4 +354,3 @@ func WriteReports(dir string, r *diagnose.Report) (string, error) {
 	return filepath.Join(dir, "report.txt"), errors.Join(errs...)
 }
 
-var _ = url.Parse

@@ -6,6 +6,15 @@
 //
 // The TLS policy is deliberately narrow: TLS 1.2 is the minimum and there is
 // no switch to skip server verification.
+//
+// Enrolment talks to step-ca with net/http and crypto/x509 rather than
+// github.com/smallstep/certificates/ca. With a tiny main making the same
+// calls, the ca package compiles 700 packages from 96 modules into a 32.8 MB
+// binary; the standard-library client compiles 187 packages from 1 module
+// into 9.1 MB (cold build 162 s vs 84 s on the CI machine). The ca package
+// also reads STEP_TLS_TUNNEL in an init function and NewClient loads ~/.step
+// files. The protocol is four calls (GET /root/<sha256>, GET /provisioners,
+// POST /1.0/sign, POST /1.0/renew); the tests run the real step-ca.
 package tlsauth
 
 import (
