@@ -318,3 +318,61 @@ func TestRunDoesNotHoldPipes(t *testing.T) {
 	}
 	runCLI(t, nil, "stop", "--state-dir", state)
 }
+
+// TestRunWarms: `run` warms GOMODCACHE from the working directory's go.sum
+// through the agent, so the build then needs no network at all.
+func TestRunWarms(t *testing.T) {
+	t.Parallel()
+	stack := testenv.StartMTLSStack(t, e2eModules)
+	work := t.TempDir()
+	testenv.WriteConsumer(t, work, e2eModules)
+	modcache := t.TempDir()
+	state := t.TempDir()
+	stdout, stderr, code := runCLI(t, []string{"GOMODCACHE=" + modcache, "GOFLAGS=-modcacherw"}, "run", "--format", "dotenv",
+		"--upstream", stack.URL, "--client-cert", stack.CertFile, "--client-key", stack.KeyFile,
+		"--ca-cert", stack.CAFile, "--state-dir", state, "--working-directory", work)
+	if code != 0 {
+		t.Fatalf("run exit %d\n%s", code, stderr)
+	}
+	t.Cleanup(func() { runCLI(t, nil, "stop", "--state-dir", state) })
+	if !strings.HasPrefix(stdout, "GOPROXY=http://127.0.0.1:") {
+		t.Errorf("dotenv output %q, want GOPROXY first", stdout)
+	}
+	if !strings.Contains(stderr, "warmed 3 modules") {
+		t.Errorf("run did not report the warm:\n%s", stderr)
+	}
+	off := append(testenv.GoEnv(t, modcache), "GOPROXY=off")
+	for _, args := range [][]string{{"build", "./..."}, {"mod", "verify"}} {
+		if out, err := testenv.RunGo(t, work, off, args...); err != nil {
+			t.Fatalf("GOPROXY=off go %s after run's warm: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// TestRunWarmUnreachable: when the upstream goes away, warm fails with exit
+// 3, a report in the state dir whose path is printed, and the failing layer.
+func TestRunWarmUnreachable(t *testing.T) {
+	t.Parallel()
+	stack := testenv.StartMTLSStack(t, e2eModules)
+	work := t.TempDir()
+	testenv.WriteConsumer(t, work, e2eModules)
+	stack.Stop()
+	state := t.TempDir()
+	_, stderr, code := runCLI(t, []string{"GOMODCACHE=" + t.TempDir(), "GOFLAGS=-modcacherw"}, "run", "--timeout", "5s",
+		"--upstream", stack.URL, "--client-cert", stack.CertFile, "--client-key", stack.KeyFile,
+		"--ca-cert", stack.CAFile, "--state-dir", state, "--working-directory", work)
+	t.Cleanup(func() { runCLI(t, nil, "stop", "--state-dir", state) })
+	if code != 3 {
+		t.Fatalf("run with a dead upstream: exit %d, want 3\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, filepath.Join(state, "report.txt")) {
+		t.Errorf("stderr does not print the report path:\n%s", stderr)
+	}
+	report, err := os.ReadFile(filepath.Join(state, "report.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(report), "tcp") {
+		t.Errorf("report does not name the tcp layer:\n%s", report)
+	}
+}
