@@ -1,0 +1,148 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
+	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/policies"
+	"github.com/goproxy-setup/goproxy-setup/tlsauth"
+)
+
+func TestClassifier(t *testing.T) {
+	t.Parallel()
+	ca := testenv.NewCA(t)
+	leaf := ca.Issue(t, testenv.CertSpec{CommonName: "job", Client: true})
+	id, err := tlsauth.LoadPEM(leaf.CertPEM, leaf.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nginx := func(msg string) error {
+		return &upstream.Error{Upstream: "https://proxy.corp", StatusCode: 400, Body: "<html><center><h1>400 Bad Request</h1></center><center>" + msg + "</center></html>"}
+	}
+	for _, test := range []struct {
+		name       string
+		id         *tlsauth.Identity
+		err        error
+		wantLayer  string
+		wantRemedy string
+	}{
+		{"nginx no cert, none configured", nil, nginx("No required SSL certificate was sent"), "client-cert", "--client-cert"},
+		{"nginx no cert, ours not acceptable", id, nginx("No required SSL certificate was sent"), "client-cert", "issuer"},
+		{"nginx cert error", id, nginx("The SSL certificate error"), "client-cert", "not issued by a CA the upstream trusts"},
+		{"forbidden", id, &upstream.Error{StatusCode: 403}, "http", "may read"},
+		{"server error", id, &upstream.Error{StatusCode: 503}, "http", "'|'"},
+		{"teapot", id, &upstream.Error{StatusCode: 418}, "http", "diagnose"},
+		{"transport", id, &upstream.Error{Err: fmt.Errorf("dial tcp 127.0.0.1:1: connect: connection refused")}, "http", "diagnose"},
+	} {
+		t.Run(test.name, func(t *testing.T) {
+			t.Parallel()
+			layer, remedy := Classifier(test.id)(test.err)
+			if layer != test.wantLayer || !strings.Contains(remedy, test.wantRemedy) {
+				t.Errorf("Classifier(%v) = %q, %q; want layer %q and a remedy mentioning %q", test.err, layer, remedy, test.wantLayer, test.wantRemedy)
+			}
+		})
+	}
+}
+
+func TestClassifierExpired(t *testing.T) {
+	t.Parallel()
+	ca := testenv.NewCA(t)
+	leaf := ca.Issue(t, testenv.CertSpec{CommonName: "job", Client: true, NotAfter: time.Now().Add(time.Second)})
+	id, err := tlsauth.LoadPEM(leaf.CertPEM, leaf.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // a certificate that expires while the agent runs
+	err = &upstream.Error{StatusCode: 400, Body: "The SSL certificate error"}
+	if _, remedy := Classifier(id)(err); !strings.Contains(remedy, "expired") {
+		t.Errorf("remedy for an expired certificate = %q, want it to say expired", remedy)
+	}
+}
+
+func TestHandoffRedacts(t *testing.T) {
+	t.Parallel()
+	const canary = "CANARY-KEY-7f3e"
+	h := Handoff{Token: canary, KeyPEM: []byte(canary), CertPEM: []byte("cert")}
+	for _, s := range []string{fmt.Sprint(h), fmt.Sprintf("%v %+v %#v %s", h, h, h, h)} {
+		if strings.Contains(s, canary) {
+			t.Errorf("formatted handoff %q leaks the canary", s)
+		}
+	}
+	got, err := ReadHandoff(strings.NewReader(`{"token":"` + canary + `"}`))
+	if err != nil || got.Token != canary {
+		t.Errorf("ReadHandoff = %v, %v", got, err)
+	}
+	if _, err := ReadHandoff(strings.NewReader("not json " + canary)); err == nil || strings.Contains(err.Error(), canary) {
+		t.Errorf("ReadHandoff(bad) error %v: want an error without the input", err)
+	}
+}
+
+func TestCheckLoopback(t *testing.T) {
+	t.Parallel()
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:0": true, "[::1]:8080": true, "localhost:1": true,
+		"0.0.0.0:80": false, ":8080": false, "10.0.0.1:80": false, "nonsense": false,
+	} {
+		if err := checkLoopback(addr); (err == nil) != ok {
+			t.Errorf("checkLoopback(%q) = %v, want ok=%v", addr, err, ok)
+		}
+	}
+}
+
+// TestFetcherRoutes: a policy route sends its modules to its own upstream,
+// the rest to the default route.
+func TestFetcherRoutes(t *testing.T) {
+	t.Parallel()
+	serve := func(name string) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, name)
+		}))
+		t.Cleanup(s.Close)
+		return s
+	}
+	internal, public := serve("internal"), serve("public")
+	pol, err := policies.Parse([]byte(fmt.Sprintf(`
+upstream "internal" {
+  url = %q
+}
+upstream "mirror" {
+  url = %q
+}
+upstreams = ["mirror"]
+route {
+  modules   = ["corp.example.com/*"]
+  upstreams = ["internal"]
+}
+`, internal.URL, public.URL)), "test.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFetcher(pol, "", nil, nil, 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"corp.example.com/lib/@v/list":       "internal",
+		"corp.example.com/lib/@v/v1.0.0.zip": "internal",
+		"golang.org/x/mod/@v/list":           "public",
+		"sumdb/sum.golang.org/supported":     "public",
+	} {
+		rc, err := f.Open(context.Background(), path)
+		if err != nil {
+			t.Fatalf("Open(%s): %v", path, err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if string(b) != want {
+			t.Errorf("Open(%s) served by %q, want %q", path, b, want)
+		}
+	}
+}
