@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -219,7 +220,7 @@ func TestSingleFlightBodyRetry(t *testing.T) {
 		panic(http.ErrAbortHandler) // resets the HTTP/2 stream
 	})
 	srv := m.serve(t, ms)
-	srv.Config.ErrorLog = nil
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	base, h := newAgent(t, m.newClient(t, srv.URL, clientOpts{}), nil)
 	code, body, err := fetch(t, http.DefaultClient, base+"/"+p)
 	if err != nil || code != 200 || !bytes.Equal(body, want) {

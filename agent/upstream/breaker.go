@@ -49,10 +49,22 @@ func (e *CircuitOpenError) Error() string {
 	if wait < 0 {
 		wait = 0
 	}
+	circuit := fmt.Sprintf("circuit open after %d consecutive failures, next try in %s", e.Failures, wait)
 	if e.Last == nil {
-		return fmt.Sprintf("circuit open after %d consecutive failures (next try in %s)", e.Failures, wait)
+		return circuit
 	}
-	return fmt.Sprintf("circuit open after %d consecutive failures (next try in %s); last: %v", e.Failures, wait, e.Last)
+	// The cause first and without the request URL: cmd/go shows only the
+	// start of the agent's answer, and prints the URL itself.
+	last := e.Last.Error()
+	var ue *Error
+	if errors.As(e.Last, &ue) {
+		if ue.Err != nil {
+			last = ue.Err.Error()
+		} else {
+			last = fmt.Sprintf("HTTP %d %s", ue.StatusCode, http.StatusText(ue.StatusCode))
+		}
+	}
+	return last + " (" + circuit + ")"
 }
 
 func (e *CircuitOpenError) Unwrap() error { return e.Last }
