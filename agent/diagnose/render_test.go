@@ -172,8 +172,8 @@ func TestJUnitWellFormed(t *testing.T) {
 	if err := xml.Unmarshal(b.Bytes(), &s); err != nil {
 		t.Fatalf("JUnit output does not parse: %v", err)
 	}
-	if s.Tests != len(sampleReport().Checks) || s.Failures != 2 || s.Skipped != 6 {
-		t.Errorf("tests/failures/skipped = %d/%d/%d, want %d/2/6", s.Tests, s.Failures, s.Skipped, len(sampleReport().Checks))
+	if s.Tests != len(sampleReport().Checks) || s.Failures != 2 || s.Disabled != 6 {
+		t.Errorf("tests/failures/skipped = %d/%d/%d, want %d/2/6", s.Tests, s.Failures, s.Disabled, len(sampleReport().Checks))
 	}
 }
 
