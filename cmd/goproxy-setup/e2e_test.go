@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -374,5 +375,40 @@ func TestRunWarmUnreachable(t *testing.T) {
 	}
 	if !strings.Contains(string(report), "tcp") {
 		t.Errorf("report does not name the tcp layer:\n%s", report)
+	}
+}
+
+// TestRunTwiceReplaces: a second run with the same state dir replaces the
+// first agent cleanly: the old one is gone, the new one serves.
+func TestRunTwiceReplaces(t *testing.T) {
+	t.Parallel()
+	url, _ := testenv.NewModuleServer(t, e2eModules)
+	state := t.TempDir()
+	pids := make([]int, 2)
+	for i := range pids {
+		_, stderr, code := runCLI(t, nil, "run", "--warm=false", "--upstream", url, "--state-dir", state)
+		if code != 0 {
+			t.Fatalf("run %d: exit %d\n%s", i+1, code, stderr)
+		}
+		b, err := os.ReadFile(filepath.Join(state, "agent.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st struct{ PID int }
+		json.Unmarshal(b, &st)
+		pids[i] = st.PID
+	}
+	t.Cleanup(func() { runCLI(t, nil, "stop", "--state-dir", state) })
+	if pids[0] == pids[1] {
+		t.Fatalf("both runs report pid %d", pids[0])
+	}
+	if _, err := os.Stat("/proc/" + strconv.Itoa(pids[0])); err == nil {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pids[0]) + "/stat")
+		if !strings.Contains(string(b), ") Z ") {
+			t.Errorf("the first agent (pid %d) still runs after the second run", pids[0])
+		}
+	}
+	if _, stderr, code := runCLI(t, nil, "status", "--state-dir", state); code != 0 {
+		t.Errorf("status after the second run: exit %d\n%s", code, stderr)
 	}
 }
