@@ -292,4 +292,3 @@ func TestIdleBodyStall(t *testing.T) {
 		t.Errorf("stats %+v, want 1 failure and 1 body error", st)
 	}
 }
-
