@@ -304,3 +304,33 @@ func TestJitter(t *testing.T) {
 		t.Errorf("jittered(0) = %s, want 0", got)
 	}
 }
+
+func TestPipeFailsOverWithoutRetrying(t *testing.T) {
+	t.Parallel()
+	a, b := newFlakyServer(t), newFlakyServer(t)
+	a.down.Store(true)
+	cases := []struct {
+		name      string
+		list      string
+		wantAHits int64
+	}{
+		// '|' with a proxy after it: the next proxy is the retry.
+		{"pipe", a.URL + "|" + b.URL, 1},
+		// ',' (and the last entry) keep the transport's retries.
+		{"comma", a.URL + "," + b.URL, 3},
+		{"last", a.URL, 3},
+	}
+	for _, tc := range cases {
+		a.hits.Store(0)
+		entries, err := ParseList(tc.list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := New(Options{Entries: entries, Transport: NewTransport(TransportOptions{Timeouts: DefaultTimeouts(5 * time.Second), Retry: Retry{Attempts: 3, Backoff: time.Millisecond}})})
+		get(t, c, "m.test/@v/list")
+		c.Close()
+		if got := a.hits.Load(); got != tc.wantAHits {
+			t.Errorf("%s: failing primary asked %d times, want %d", tc.name, got, tc.wantAHits)
+		}
+	}
+}

@@ -194,7 +194,15 @@ func (c *Client) Get(ctx context.Context, path string) (*http.Response, error) {
 			// direct and off end the list: they are cmd/go's to act on.
 			break
 		}
-		resp, err := c.getVia(ctx, c.circuits[i], e, path)
+		ectx := ctx
+		if e.AnyError && i+1 < len(c.entries) && c.entries[i+1].URL != nil {
+			// '|' with a proxy after it: fail over at once rather than
+			// retry an upstream that just failed (the next one is the
+			// retry), so that a dead primary costs one connection
+			// attempt, not the whole backoff.
+			ectx = withoutRetry(ctx)
+		}
+		resp, err := c.getVia(ectx, c.circuits[i], e, path)
 		if err == nil {
 			return resp, nil
 		}
