@@ -8,6 +8,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/agent"
@@ -165,6 +167,11 @@ func (githubCmd) Run(ctx context.Context, args []string, stdout, stderr io.Write
 	if f.report {
 		return redactErr(githubReport(ctx, gh, f.stateDir, stderr), gh.Redactor())
 	}
+	cleanup, err := materializePEM(gh, &f.clientCert, &f.clientKey)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	enroll, err := f.enroll(tlsauth.OIDCGitHub)
 	if err != nil {
 		return err
@@ -219,4 +226,45 @@ func githubReport(ctx context.Context, gh *ci.GitHub, stateDir string, stderr io
 		return err
 	}
 	return errors.Join(werr, gh.PublishStats(cs))
+}
+
+// materializePEM lets the client-cert and client-key inputs hold PEM
+// content (a secret passed straight through) as well as paths: content is
+// masked first, then written to a 0600 file in a 0700 directory under
+// RUNNER_TEMP, and the flag is pointed at it. The returned cleanup removes
+// the files once Setup has handed the identity to the agent.
+func materializePEM(gh *ci.GitHub, cert, key *string) (func(), error) {
+	isPEM := func(v string) bool { return strings.HasPrefix(strings.TrimSpace(v), "-----BEGIN ") }
+	if !isPEM(*cert) && !isPEM(*key) {
+		return func() {}, nil
+	}
+	if isPEM(*key) {
+		if err := gh.Mask(*key); err != nil {
+			return nil, err
+		}
+	}
+	base := os.Getenv("RUNNER_TEMP")
+	if base == "" {
+		base = os.TempDir()
+	}
+	dir, err := os.MkdirTemp(base, "goproxy-setup-identity-")
+	if err != nil {
+		return nil, fmt.Errorf("write the client identity from the inputs: %w", err)
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	for _, f := range []struct {
+		v    *string
+		name string
+	}{{cert, "client.crt"}, {key, "client.key"}} {
+		if !isPEM(*f.v) {
+			continue
+		}
+		path := filepath.Join(dir, f.name)
+		if err := ci.WriteFileAtomic(path, []byte(strings.TrimSpace(*f.v)+"\n"), 0o600); err != nil {
+			cleanup()
+			return nil, fmt.Errorf("write the client identity from the inputs: %w", err)
+		}
+		*f.v = path
+	}
+	return cleanup, nil
 }

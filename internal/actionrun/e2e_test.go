@@ -195,10 +195,12 @@ func TestActionEndToEnd(t *testing.T) {
 	j := newJob(t, e2eModules)
 	root := testenv.RepoRoot(t)
 
+	// The key goes in as content, the way a workflow passes a secret: it is
+	// the canary checked below.
 	res, err := j.runner.RunAction(ctx, root, map[string]string{
 		"upstream":    stack.URL,
 		"client-cert": stack.CertFile,
-		"client-key":  stack.KeyFile,
+		"client-key":  string(stack.Client.KeyPEM),
 		"ca-cert":     stack.CAFile,
 	})
 	if err != nil {
@@ -271,7 +273,19 @@ func TestActionEndToEnd(t *testing.T) {
 			t.Errorf("custody key %s mode %v in a directory of mode %v, want 0600 in 0700", custody, fi.Mode().Perm(), di.Mode().Perm())
 		}
 	}
-	j.checkNoSecret(t, "the client key", strings.TrimSpace(string(stack.Client.KeyPEM)), stack.KeyFile, custody)
+	if m, _ := filepath.Glob(filepath.Join(j.temp, "goproxy-setup-identity-*")); len(m) > 0 {
+		t.Errorf("the key written from the input is still on disk after setup: %v", m)
+	}
+	key := strings.TrimSpace(string(stack.Client.KeyPEM))
+	if !strings.Contains(strings.Join(j.runner.Masks(), "\n"), key) {
+		t.Errorf("the client-key input was never masked")
+	}
+	j.checkNoSecret(t, "the client key", key, stack.KeyFile, custody)
+	for _, line := range strings.Split(key, "\n") {
+		if !strings.HasPrefix(line, "-----") {
+			j.checkNoSecret(t, "a line of the client key", line, stack.KeyFile, custody)
+		}
+	}
 	token := goproxy[strings.LastIndex(goproxy, "/")+1:]
 	j.checkNoSecret(t, "the capability token", token, "/github_env", "/github_output", "/goproxy-setup-bin/goproxy-setup")
 }
