@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -126,6 +128,9 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 		return res, errkind.Mark(errkind.BadInput, fmt.Errorf("upstream list %q ends with direct, which policy %s does not allow: remove direct or set direct { allowed = true }", list, cfg.Policy))
 	}
 	res.Endpoints = pol.Endpoints()
+	if cfg.Upstream != "" {
+		res.Endpoints = endpoints(entries)
+	}
 	res.Upstreams = redactList(entries)
 
 	// 2. Identity.
@@ -276,6 +281,22 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	return res, MarkSetupDone(ctx, res.StateDir)
 }
 
+// endpoints returns the host:port of every proxy in entries.
+func endpoints(entries []Entry) []string {
+	var out []string
+	for _, e := range upstream.Proxies(entries) {
+		port := e.URL.Port()
+		if port == "" {
+			port = map[string]string{"https": "443", "http": "80"}[e.URL.Scheme]
+		}
+		hp := net.JoinHostPort(e.URL.Hostname(), port)
+		if !slices.Contains(out, hp) {
+			out = append(out, hp)
+		}
+	}
+	return out
+}
+
 func defaultGoSums(dir string) []string {
 	var out []string
 	for _, f := range []string{"go.sum", "go.work.sum"} {
@@ -353,4 +374,3 @@ func WriteReports(dir string, r *diagnose.Report) (string, error) {
 	}
 	return filepath.Join(dir, "report.txt"), errors.Join(errs...)
 }
-

@@ -82,12 +82,12 @@ type envVar struct{ Name, Value string }
 
 func parseJSONEnv(t *testing.T, s string) map[string]string {
 	t.Helper()
-	var vars []map[string]string
-	if err := json.Unmarshal([]byte(s), &vars); err != nil {
+	var out struct{ Env []map[string]string }
+	if err := json.Unmarshal([]byte(s), &out); err != nil {
 		t.Fatalf("run --format json printed %q: %v", s, err)
 	}
 	m := map[string]string{}
-	for i, v := range vars {
+	for i, v := range out.Env {
 		if i == 0 && v["name"] != "GOPROXY" {
 			t.Errorf("first variable is %q, want GOPROXY", v["name"])
 		}

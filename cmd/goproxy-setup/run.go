@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/goproxy-setup/goproxy-setup/agent"
+	"github.com/goproxy-setup/goproxy-setup/agent/ci"
 )
 
 func init() { register(runCmd{}) }
@@ -83,10 +83,8 @@ func (runCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
-	switch *format {
-	case "shell", "dotenv", "json":
-	default:
-		return usageErrorf("--format %q: use shell, dotenv or json", *format)
+	if _, err := ci.ParseFormat(*format); err != nil {
+		return err
 	}
 	cfg := s.config()
 	enroll, err := e.config()
@@ -120,33 +118,16 @@ func (runCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return writeEnv(stdout, *format, res.Env)
 }
 
-// writeEnv prints the variables to export, GOPROXY first.
+// writeEnv prints the variables to export, GOPROXY first, validated so a
+// value cannot smuggle a second assignment into an eval'd script.
 func writeEnv(w io.Writer, format string, env []agent.EnvVar) error {
-	switch format {
-	case "json":
-		m := make([]map[string]string, 0, len(env))
-		for _, e := range env {
-			m = append(m, map[string]string{"name": e.Name, "value": e.Value})
-		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(m)
-	case "dotenv":
-		for _, e := range env {
-			if _, err := fmt.Fprintf(w, "%s=%s\n", e.Name, e.Value); err != nil {
-				return err
-			}
-		}
-	default:
-		for _, e := range env {
-			if _, err := fmt.Fprintf(w, "export %s=%s\n", e.Name, shellQuote(e.Value)); err != nil {
-				return err
-			}
-		}
+	f, err := ci.ParseFormat(format)
+	if err != nil {
+		return err
 	}
-	return nil
-}
-
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	vars := make([]ci.EnvVar, len(env))
+	for i, e := range env {
+		vars[i] = ci.EnvVar{Name: e.Name, Value: e.Value}
+	}
+	return ci.WriteEnv(w, f, vars)
 }
