@@ -37,6 +37,7 @@ type ciFlags struct {
 	caFingerprint string
 	oidcAudience  string
 	provisioner   string
+	oidcTokenVar  string
 	report        bool
 }
 
@@ -47,6 +48,7 @@ func (c *ciFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.token, "token", "", "one-time step-ca token (JWK provisioner); without it the CI's OIDC token is used")
 	fs.StringVar(&c.oidcAudience, "oidc-audience", "", "audience of the CI's OIDC token (the step-ca OIDC provisioner's client ID)")
 	fs.StringVar(&c.provisioner, "provisioner", "", "step-ca provisioner name (optional: the token names it)")
+	fs.StringVar(&c.oidcTokenVar, "oidc-token-var", tlsauth.DefaultGitLabTokenVar, "GitLab: the id_tokens variable holding the OIDC token")
 	fs.BoolVar(&c.report, "report", false, "stop the agent started earlier in this job and report its stats; fail when fetches failed after setup")
 }
 
@@ -69,6 +71,7 @@ func (c *ciFlags) enroll(oidc string) (*tlsauth.EnrollConfig, error) {
 		Audience:    c.oidcAudience,
 		Provisioner: c.provisioner,
 	}
+	e.GitLabTokenVar = c.oidcTokenVar
 	if c.token == "" {
 		e.OIDC = oidc
 	}
