@@ -118,6 +118,15 @@ func newHTTPTransport(tc *tls.Config, t Timeouts, dial func(ctx context.Context,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   64,
 		ExpectContinueTimeout: time.Second,
+		// HTTP/2 flow control is the agent's memory bound: a stream
+		// buffers what the upstream sent and cmd/go has not read yet,
+		// and Go's defaults (4 MiB a stream, 1 GiB a connection) let 64
+		// concurrent zips hold hundreds of MiB. 1 MiB a stream and 4 MiB
+		// a connection still carry 20–80 MB/s at a 50 ms round trip.
+		HTTP2: &http.HTTP2Config{
+			MaxReceiveBufferPerStream:     1 << 20,
+			MaxReceiveBufferPerConnection: 4 << 20,
+		},
 	}
 }
 
