@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -185,6 +186,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		timeout:  opts.Timeout,
 		attempts: cmp.Or(opts.Attempts, 3),
 		log:      log,
+		cpu:      make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 	n := cmp.Or(opts.Concurrency, DefaultConcurrency)
 	prog := newProgress(opts.Progress, cmp.Or(opts.ProgressInterval, 5*time.Second), len(items))
@@ -472,6 +474,22 @@ type warmer struct {
 	timeout  time.Duration
 	attempts int
 	log      hclog.Logger
+	// cpu bounds the zips hashed (and extracted) at once to the CPUs:
+	// fetching waits on the network and runs at Concurrency, while
+	// inflating, hashing and creating files is CPU and disk bound, and
+	// more of it at once only adds scheduler and file-system contention.
+	cpu chan struct{}
+}
+
+// hashZip runs hashZip within the CPU bound.
+func (w *warmer) hashZip(ctx context.Context, mod module.Version, zipPath, xdir string) (string, error) {
+	select {
+	case w.cpu <- struct{}{}:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	defer func() { <-w.cpu }()
+	return hashZip(mod, zipPath, xdir)
 }
 
 // result is the outcome for one module version.
@@ -650,7 +668,7 @@ func (w *warmer) ensureZip(ctx context.Context, e entry, sum *Sum, prog *progres
 					return false, 0, nil, err
 				}
 			}
-			h, err := hashZip(e.mod, zipPath, zi.xtmp)
+			h, err := w.hashZip(ctx, e.mod, zipPath, zi.xtmp)
 			if err == nil && h == sum.Hash {
 				if zi.xtmp == "" {
 					return false, 0, nil, nil
@@ -680,7 +698,7 @@ func (w *warmer) ensureZip(ctx context.Context, e entry, sum *Sum, prog *progres
 		zi.cleanup()
 		return true, n, nil, err
 	}
-	h, err := hashZip(e.mod, zi.tmpZip, zi.xtmp)
+	h, err := w.hashZip(ctx, e.mod, zi.tmpZip, zi.xtmp)
 	if err == nil && h != sum.Hash {
 		err = &MismatchError{Module: e.mod.Path, Version: e.mod.Version, File: "zip", Expected: sum.Hash, Where: sum.Where(), Received: h}
 	}

@@ -100,6 +100,11 @@ func (warmBench) Run(ctx context.Context, args []string, stdout, stderr io.Write
 		return fmt.Errorf("the go command is needed for the baseline: %w", err)
 	}
 	b := &bench{self: self, goBin: goBin, work: workDir, stderr: stderr, concurrency: concurrency, runs: runs}
+	defer func() {
+		for _, d := range b.trash {
+			removeTree(d)
+		}
+	}()
 	modeSet := map[string]bool{}
 	for _, m := range strings.Split(modes, ",") {
 		modeSet[strings.TrimSpace(m)] = true
@@ -167,6 +172,10 @@ func firstProxy(ctx context.Context) (string, error) {
 type fixture struct{ name, goSum, goMod string }
 
 type bench struct {
+	// trash are trees removed at the very end: ext4 makes creating inodes
+	// slow for a while after many were deleted (recently_deleted), which
+	// would penalise whichever run follows a removal.
+	trash             []string
 	self, goBin, work string
 	stderr            io.Writer
 	concurrency, runs int
@@ -178,6 +187,7 @@ type row struct {
 	delay   time.Duration
 	what    string
 	seconds float64
+	cpu     float64
 	rssMB   float64 // 0: not measured
 	modules int
 	base    string // the row this one is compared with
@@ -222,8 +232,8 @@ func (b *bench) prime(ctx context.Context, fx fixture, proxyDir, upstream string
 func (b *bench) measure(ctx context.Context, fx fixture, proxyURL string, d time.Duration, modes map[string]bool, sweep string) ([]row, error) {
 	var rows []row
 	add := func(what string, s sample, base string) {
-		rows = append(rows, row{fixture: fx.name, delay: d, what: what, seconds: s.secs, rssMB: s.rssMB, modules: s.modules, base: base})
-		fmt.Fprintf(b.stderr, "%s %v %s: %.2fs, %.0f MB peak RSS\n", fx.name, d, what, s.secs, s.rssMB)
+		rows = append(rows, row{fixture: fx.name, delay: d, what: what, seconds: s.secs, cpu: s.cpu, rssMB: s.rssMB, modules: s.modules, base: base})
+		fmt.Fprintf(b.stderr, "%s %v %s: %.2fs, %.1fs CPU, %.0f MB peak RSS\n", fx.name, d, what, s.secs, s.cpu, s.rssMB)
 	}
 	if modes["go"] {
 		s, err := b.median(func() (sample, error) { return b.goModDownload(ctx, fx, proxyURL) })
@@ -243,9 +253,6 @@ func (b *bench) measure(ctx context.Context, fx fixture, proxyURL string, d time
 		var keep string
 		s, err := b.median(func() (sample, error) {
 			s, mc, err := b.warm(ctx, fx, proxyURL, extract, b.concurrency)
-			if keep != "" {
-				removeTree(keep)
-			}
 			keep = mc
 			return s, err
 		})
@@ -260,7 +267,6 @@ func (b *bench) measure(ctx context.Context, fx fixture, proxyURL string, d time
 			}
 			add("cp -r (cache of "+what+")", c, what)
 		}
-		removeTree(keep)
 	}
 	for _, f := range strings.Split(sweep, ",") {
 		if f = strings.TrimSpace(f); f == "" {
@@ -271,8 +277,7 @@ func (b *bench) measure(ctx context.Context, fx fixture, proxyURL string, d time
 			return rows, fmt.Errorf("--sweep: %w", err)
 		}
 		s, err := b.median(func() (sample, error) {
-			s, mc, err := b.warm(ctx, fx, proxyURL, modes["warm"], n)
-			removeTree(mc)
+			s, _, err := b.warm(ctx, fx, proxyURL, modes["warm"], n)
 			return s, err
 		})
 		if err != nil {
@@ -285,6 +290,7 @@ func (b *bench) measure(ctx context.Context, fx fixture, proxyURL string, d time
 
 type sample struct {
 	secs    float64
+	cpu     float64
 	rssMB   float64
 	modules int
 }
@@ -309,25 +315,65 @@ func (b *bench) median(f func() (sample, error)) (sample, error) {
 	return ss[len(ss)/2], nil
 }
 
-// timed runs cmd and returns its wall time and peak RSS.
+// timed runs cmd and returns its wall time, CPU time and peak RSS. Dirty
+// pages of earlier runs are written back first so that they do not bill
+// this one. Peak RSS is the child's VmHWM, sampled every 10 ms (rusage's
+// maxrss would include the parent's RSS inherited through vfork).
 func timed(cmd *exec.Cmd) (sample, error) {
+	syscall.Sync()
 	var out bytes.Buffer
 	if cmd.Stdout == nil {
 		cmd.Stdout = &out
 	}
 	cmd.Stderr = &out
 	start := time.Now()
-	err := cmd.Run()
-	s := sample{secs: time.Since(start).Seconds()}
-	if cmd.ProcessState != nil {
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			s.rssMB = float64(ru.Maxrss) / 1024 // KiB on Linux
+	if err := cmd.Start(); err != nil {
+		return sample{}, err
+	}
+	var hwm atomic.Int64
+	stop := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if kb := vmHWM(cmd.Process.Pid); kb > hwm.Load() {
+				hwm.Store(kb)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
 		}
+	}()
+	err := cmd.Wait()
+	close(stop)
+	<-polled
+	s := sample{secs: time.Since(start).Seconds(), rssMB: float64(hwm.Load()) / 1024}
+	if cmd.ProcessState != nil {
+		s.cpu = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	}
 	if err != nil {
 		return s, fmt.Errorf("%s: %w\n%s", strings.Join(cmd.Args, " "), err, lastLines(out.String(), 20))
 	}
 	return s, nil
+}
+
+// vmHWM returns the peak resident set of a process in KiB, 0 if unknown.
+func vmHWM(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb
+		}
+	}
+	return 0
 }
 
 func lastLines(s string, n int) string {
@@ -342,7 +388,7 @@ func (b *bench) goModDownload(ctx context.Context, fx fixture, proxyURL string) 
 	if err != nil {
 		return sample{}, err
 	}
-	defer removeTree(dir)
+	b.trash = append(b.trash, dir)
 	for src, dst := range map[string]string{fx.goMod: "go.mod", fx.goSum: "go.sum"} {
 		data, err := os.ReadFile(src)
 		if err != nil {
@@ -379,6 +425,7 @@ func (b *bench) warm(ctx context.Context, fx fixture, proxyURL string, extract b
 	if err != nil {
 		return sample{}, "", err
 	}
+	b.trash = append(b.trash, mc)
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, b.self, "warm-child", "--proxy", proxyURL, "--go-sum", fx.goSum, "--modcache", mc,
 		"--extract="+strconv.FormatBool(extract), "--concurrency", strconv.Itoa(concurrency))
@@ -400,14 +447,14 @@ func (b *bench) warm(ctx context.Context, fx fixture, proxyURL string, extract b
 
 // cp times `cp -r` of a cache.
 func (b *bench) cp(ctx context.Context, src string) (sample, error) {
-	dst := src + ".copy"
-	defer removeTree(dst)
+	dst := fmt.Sprintf("%s.copy%d", src, len(b.trash))
+	b.trash = append(b.trash, dst)
 	return timed(exec.CommandContext(ctx, "cp", "-r", src, dst))
 }
 
 func printRows(w io.Writer, rows []row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "fixture\tdelay\twhat\tseconds\tpeak RSS MB\tratio\t\n")
+	fmt.Fprintf(tw, "fixture\tdelay\twhat\tseconds\tCPU s\tpeak RSS MB\tratio\t\n")
 	find := func(r row) *row {
 		for i := range rows {
 			if rows[i].fixture == r.fixture && rows[i].delay == r.delay && rows[i].what == r.base {
@@ -429,7 +476,7 @@ func printRows(w io.Writer, rows []row) {
 		if r.rssMB > 0 && !strings.HasPrefix(r.what, "cp") {
 			rss = fmt.Sprintf("%.0f", r.rssMB)
 		}
-		fmt.Fprintf(tw, "%s\t%v\t%s\t%.2f\t%s\t%s\t\n", r.fixture, r.delay, r.what, r.seconds, rss, ratio)
+		fmt.Fprintf(tw, "%s\t%v\t%s\t%.2f\t%.1f\t%s\t%s\t\n", r.fixture, r.delay, r.what, r.seconds, r.cpu, rss, ratio)
 	}
 	tw.Flush()
 }
@@ -579,4 +626,38 @@ func (warmChild) Run(ctx context.Context, args []string, stdout, stderr io.Write
 		json.NewEncoder(stdout).Encode(sum)
 	}
 	return err
+}
+
+// serveCmd serves a GOPROXY directory with an injected delay, for trying
+// things by hand against the primed proxy.
+type serveCmd struct{}
+
+func init() { register(serveCmd{}) }
+
+func (serveCmd) Name() string { return "serve-proxy" }
+func (serveCmd) Synopsis() string {
+	return "serve a GOPROXY directory on 127.0.0.1 with a per-request delay (prints the URL)"
+}
+
+func (serveCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		dir   string
+		delay time.Duration
+	)
+	ucd, _ := os.UserCacheDir()
+	fs := flag.NewFlagSet("serve-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&dir, "dir", filepath.Join(ucd, "goproxy-setup-bench", "proxy"), "GOPROXY directory")
+	fs.DurationVar(&delay, "delay", 0, "per-request delay")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	p, err := serveProxy(dir, delay, "")
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	fmt.Fprintln(stdout, p.url)
+	<-ctx.Done()
+	return nil
 }
