@@ -94,6 +94,7 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	if err != nil {
 		return err
 	}
+	defer fetcher.Close()
 	deny := func(string) (string, bool) { return "", false }
 	if cfg.Policy != nil {
 		deny = cfg.Policy.Denied
@@ -223,7 +224,12 @@ func NewFetcher(pol *policies.Policy, upstreamList string, id *tlsauth.Identity,
 			Retry:    retry,
 			Logger:   log.Named("upstream"),
 		})
-		return upstream.New(upstream.Options{Entries: entries, Transport: t, Logger: log.Named("upstream")}), nil
+		return upstream.New(upstream.Options{
+			Entries:   entries,
+			Transport: t,
+			Logger:    log.Named("upstream"),
+			Breaker:   upstream.Breaker{Failures: pol.CircuitBreaker.Failures, Cooldown: pol.CircuitBreaker.Cooldown},
+		}), nil
 	}
 	f := &Fetcher{}
 	list := upstreamList
@@ -252,6 +258,15 @@ func (f *Fetcher) Get(ctx context.Context, path string) (*http.Response, error) 
 // Open implements agent/warm's Source.
 func (f *Fetcher) Open(ctx context.Context, path string) (io.ReadCloser, error) {
 	return f.client(path).Open(ctx, path)
+}
+
+// Close stops the clients' health checks.
+func (f *Fetcher) Close() error {
+	errs := []error{f.def.Close()}
+	for _, r := range f.routes {
+		errs = append(errs, r.client.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // Default returns the client of the default route.

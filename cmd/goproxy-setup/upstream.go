@@ -58,5 +58,5 @@ func newSource(ctx context.Context, c *commonFlags, logger hclog.Logger) (warm.S
 	if err != nil {
 		return nil, nil, err
 	}
-	return f, func() {}, nil
+	return f, func() { f.Close() }, nil
 }
