@@ -46,7 +46,7 @@ privilege {
 warm {
   enabled     = true
   concurrency = 0
-  extract     = true
+  extract     = false
 }
 
 env {

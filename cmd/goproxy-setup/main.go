@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -17,7 +19,9 @@ func main() {
 	err := realMain(ctx)
 	done()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "goproxy-setup: %v\n", err)
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(os.Stderr, "goproxy-setup: %v\n", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }
