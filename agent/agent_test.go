@@ -40,6 +40,7 @@ func TestClassifier(t *testing.T) {
 		{"forbidden", id, &upstream.Error{StatusCode: 403}, "http", "may read"},
 		{"server error", id, &upstream.Error{StatusCode: 503}, "http", "'|'"},
 		{"teapot", id, &upstream.Error{StatusCode: 418}, "http", "diagnose"},
+		{"circuit open after rejected certificates", id, &upstream.CircuitOpenError{Failures: 5, Last: &upstream.Error{Err: fmt.Errorf("remote error: tls: unknown certificate authority")}}, "client-cert", "rejected the client certificate"},
 		{"transport", id, &upstream.Error{Err: fmt.Errorf("dial tcp 127.0.0.1:1: connect: connection refused")}, "http", "diagnose"},
 	} {
 		t.Run(test.name, func(t *testing.T) {

@@ -19,6 +19,11 @@ import (
 // than a TLS alert.
 func Classifier(id *tlsauth.Identity) func(error) (layer, remedy string) {
 	return func(err error) (string, string) {
+		// An open circuit fails like the failure that opened it.
+		var open *upstream.CircuitOpenError
+		if errors.As(err, &open) && open.Last != nil {
+			err = open.Last
+		}
 		var ue *upstream.Error
 		if !errors.As(err, &ue) || ue.StatusCode == 0 {
 			layer, remedy := diagnose.Classify(err)

@@ -544,7 +544,12 @@ func remoteAlert(err error) string {
 	msg := err.Error()
 	const p = "remote error: tls: "
 	if i := strings.Index(msg, p); i >= 0 {
-		return msg[i+len(p):]
+		alert := msg[i+len(p):]
+		// Alert names have no parentheses; what follows is a wrapper's.
+		if j := strings.Index(alert, " ("); j >= 0 {
+			alert = alert[:j]
+		}
+		return alert
 	}
 	return ""
 }
