@@ -162,6 +162,10 @@ func Handler(bs []*Built) http.Handler {
 			return
 		}
 		vs, file := byPath[p[:i]], p[i+len("/@v/"):]
+		if len(vs) == 0 {
+			http.Error(w, "not found: unknown module "+p[:i], http.StatusNotFound)
+			return
+		}
 		if file == "list" {
 			for _, b := range vs {
 				fmt.Fprintln(w, b.Version)
