@@ -24,6 +24,10 @@ func Classifier(id *tlsauth.Identity) func(error) (layer, remedy string) {
 		if errors.As(err, &open) && open.Last != nil {
 			err = open.Last
 		}
+		var pin *upstream.PinError
+		if errors.As(err, &pin) {
+			return diagnose.LayerTLS, "the upstream's certificate chain holds none of the policy's spki_pins: if its key was rotated on purpose, add the new pin to the policy; otherwise this is not the expected server"
+		}
 		var ue *upstream.Error
 		if !errors.As(err, &ue) || ue.StatusCode == 0 {
 			layer, remedy := diagnose.Classify(err)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -213,6 +214,24 @@ func NewFetcher(pol *policies.Policy, upstreamList string, id *tlsauth.Identity,
 							return nil, fmt.Errorf("upstream %q: %w", u.Name, err)
 						}
 						o.Roots = r
+					}
+					o.SPKIPins = u.SPKIPins
+					o.MinTLSVersion = u.MinTLSVersion
+					o.BearerToken = u.Token.Reveal()
+					if u.TokenEnv != "" {
+						o.BearerToken = os.Getenv(u.TokenEnv)
+						if o.BearerToken == "" {
+							return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("upstream %q: token_env names %s, which is empty or unset: set it (as a CI secret) or remove token_env", u.Name, u.TokenEnv))
+						}
+					}
+					// A policy's own timeouts win; its built-in defaults
+					// leave --timeout in charge.
+					if u.Timeout != policies.DefaultTimeout || u.ConnectTimeout != policies.DefaultConnectTimeout {
+						t := upstream.DefaultTimeouts(u.Timeout)
+						if u.ConnectTimeout > 0 {
+							t.Connect, t.TLSHandshake = u.ConnectTimeout, u.ConnectTimeout
+						}
+						o.Timeouts = &t
 					}
 				}
 			}

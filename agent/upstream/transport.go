@@ -2,8 +2,10 @@ package upstream
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +32,51 @@ type Origin struct {
 	Identity *tlsauth.Identity
 	// Roots are the trusted roots; nil means the system roots.
 	Roots *x509.CertPool
+	// SPKIPins, when not empty, restrict the verified server chain to one
+	// holding a public key whose SHA-256 SubjectPublicKeyInfo hash is
+	// listed ("sha256/<base64>").
+	SPKIPins []string
+	// MinTLSVersion raises the minimum TLS version (never below 1.2).
+	MinTLSVersion uint16
+	// BearerToken, when set, is sent as "Authorization: Bearer" to this
+	// origin only (never to a redirect target on another host).
+	BearerToken string
+	// Timeouts, when set, replace the transport-wide timeouts for this
+	// origin.
+	Timeouts *Timeouts
+}
+
+// tlsConfig returns the origin's TLS configuration.
+func (o Origin) tlsConfig() *tls.Config {
+	tc := tlsauth.ClientConfig(o.Identity, o.Roots)
+	if o.MinTLSVersion > tc.MinVersion {
+		tc.MinVersion = o.MinTLSVersion
+	}
+	if len(o.SPKIPins) > 0 {
+		pins := map[string]bool{}
+		for _, p := range o.SPKIPins {
+			pins[p] = true
+		}
+		tc.VerifyConnection = func(cs tls.ConnectionState) error {
+			for _, chain := range cs.VerifiedChains {
+				for _, c := range chain {
+					sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+					if pins["sha256/"+base64.StdEncoding.EncodeToString(sum[:])] {
+						return nil
+					}
+				}
+			}
+			return &PinError{Host: o.Host}
+		}
+	}
+	return tc
+}
+
+// PinError is a server chain that holds none of the origin's pinned keys.
+type PinError struct{ Host string }
+
+func (e *PinError) Error() string {
+	return "tls: the server certificate chain of " + e.Host + " holds none of the pinned public keys (spki_pins): the server's key changed or this is not the expected server"
 }
 
 // Timeouts bound every phase of an upstream request.
@@ -82,9 +129,17 @@ func NewTransport(opts TransportOptions) http.RoundTripper {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	r := &router{byHost: map[string]*http.Transport{}, timeouts: opts.Timeouts}
+	r := &router{byHost: map[string]*originTransport{}, timeouts: opts.Timeouts}
 	for _, o := range opts.Origins {
-		r.byHost[strings.ToLower(o.Host)] = newHTTPTransport(tlsauth.ClientConfig(o.Identity, o.Roots), opts.Timeouts, opts.DialContext)
+		t := opts.Timeouts
+		if o.Timeouts != nil {
+			t = *o.Timeouts
+		}
+		r.byHost[strings.ToLower(o.Host)] = &originTransport{
+			t:     newHTTPTransport(o.tlsConfig(), t, opts.DialContext),
+			token: o.BearerToken,
+			idle:  t.IdleBody,
+		}
 	}
 	var roots *x509.CertPool
 	if len(opts.Origins) > 0 {
@@ -131,30 +186,41 @@ func newHTTPTransport(tc *tls.Config, t Timeouts, dial func(ctx context.Context,
 }
 
 type router struct {
-	byHost   map[string]*http.Transport
+	byHost   map[string]*originTransport
 	other    *http.Transport
 	timeouts Timeouts
 }
 
+// originTransport is one configured origin's transport and credentials.
+type originTransport struct {
+	t     *http.Transport
+	token string
+	idle  time.Duration
+}
+
 func (r *router) RoundTrip(req *http.Request) (*http.Response, error) {
-	t, ok := r.byHost[strings.ToLower(req.URL.Host)]
-	if !ok {
-		t = r.other
+	t, idle := r.other, r.timeouts.IdleBody
+	if o, ok := r.byHost[strings.ToLower(req.URL.Host)]; ok {
+		t, idle = o.t, o.idle
+		if o.token != "" && req.Header.Get("Authorization") == "" {
+			req = req.Clone(req.Context())
+			req.Header.Set("Authorization", "Bearer "+o.token)
+		}
 	}
 	resp, err := t.RoundTrip(req)
 	if err != nil {
 		return nil, err
 	}
-	if r.timeouts.IdleBody > 0 {
-		resp.Body = newIdleBody(resp.Body, r.timeouts.IdleBody)
+	if idle > 0 {
+		resp.Body = newIdleBody(resp.Body, idle)
 	}
 	return resp, nil
 }
 
 // CloseIdleConnections closes idle connections of every origin.
 func (r *router) CloseIdleConnections() {
-	for _, t := range r.byHost {
-		t.CloseIdleConnections()
+	for _, o := range r.byHost {
+		o.t.CloseIdleConnections()
 	}
 	r.other.CloseIdleConnections()
 }
@@ -275,7 +341,8 @@ func retryable(resp *http.Response, err error) bool {
 			hostErr    x509.HostnameError
 			invErr     x509.CertificateInvalidError
 		)
-		if errors.As(err, &certErr) || errors.As(err, &alert) || errors.As(err, &unknownErr) || errors.As(err, &hostErr) || errors.As(err, &invErr) {
+		var pinErr *PinError
+		if errors.As(err, &pinErr) || errors.As(err, &certErr) || errors.As(err, &alert) || errors.As(err, &unknownErr) || errors.As(err, &hostErr) || errors.As(err, &invErr) {
 			return false
 		}
 		if strings.Contains(err.Error(), "remote error: tls:") {
