@@ -382,7 +382,7 @@ func TestWarmFaults(t *testing.T) {
 				}
 				return false
 			},
-			timeout:  300 * time.Millisecond,
+			timeout:  time.Second, // long enough for each attempt to reach the server on a loaded machine
 			wantKind: errkind.Unreachable,
 			wantMsg:  []string{"deadline exceeded", victim.Path},
 			wantNth:  3,
