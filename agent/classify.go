@@ -58,6 +58,24 @@ func Classifier(id *tlsauth.Identity) func(error) (layer, remedy string) {
 	}
 }
 
+// ClassifierWith is Classifier, but where the error alone only says "http"
+// (a transport error with no clear layer, such as an HTTP/2 connection that
+// could not be established), the last diagnostic ladder's verdict for that
+// upstream names the layer.
+func ClassifierWith(id *tlsauth.Identity, cache *DiagnosisCache) func(error) (layer, remedy string) {
+	quick := Classifier(id)
+	return func(err error) (string, string) {
+		layer, remedy := quick(err)
+		var ue *upstream.Error
+		if layer == diagnose.LayerHTTP && cache != nil && errors.As(err, &ue) && ue.StatusCode == 0 {
+			if l, r, ok := cache.Verdict(ue.Upstream); ok {
+				return l, r
+			}
+		}
+		return layer, remedy
+	}
+}
+
 func expiredRemedy(id *tlsauth.Identity) string {
 	if id == nil {
 		return ""

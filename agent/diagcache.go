@@ -34,6 +34,8 @@ type diagEntry struct {
 	at      time.Time
 	running bool
 	brief   string
+	layer   string // the ladder's failing layer, "" when it found none
+	remedy  string
 }
 
 // NewDiagnosisCache returns a cache that diagnoses with id and roots.
@@ -70,7 +72,7 @@ func (c *DiagnosisCache) run(upstreamURL string, e *diagEntry) {
 	if r, ok := c.real[upstreamURL]; ok {
 		u, err = r, nil
 	}
-	brief := ""
+	brief, layer, remedy := "", "", ""
 	if err == nil && !strings.Contains(u.String(), "REDACTED") {
 		t := diagnose.Target{URL: u, Roots: c.roots}
 		if c.id != nil {
@@ -82,9 +84,30 @@ func (c *DiagnosisCache) run(upstreamURL string, e *diagEntry) {
 		cancel()
 		if r.Failed() {
 			brief = "diagnosis: " + r.Brief(3)
+			layer, remedy = r.Verdict.Layer, verdictRemedy(r)
 		}
 	}
 	c.mu.Lock()
-	e.brief, e.at, e.running = brief, time.Now(), false
+	e.brief, e.layer, e.remedy, e.at, e.running = brief, layer, remedy, time.Now(), false
 	c.mu.Unlock()
+}
+
+// Verdict returns the failing layer and remedy of the last ladder run for
+// the (redacted) upstream URL, if it found one.
+func (c *DiagnosisCache) Verdict(upstreamURL string) (layer, remedy string, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[upstreamURL]; e != nil && e.layer != "" {
+		return e.layer, e.remedy, true
+	}
+	return "", "", false
+}
+
+func verdictRemedy(r *diagnose.Report) string {
+	for _, ch := range r.Checks {
+		if ch.Status == diagnose.StatusFail && ch.Layer == r.Verdict.Layer && ch.Remedy != "" {
+			return ch.Remedy
+		}
+	}
+	return "run 'goproxy-setup diagnose' for a layer-by-layer report"
 }

@@ -98,7 +98,7 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 		Timeout:      c.timeout,
 		Listen:       *listen,
 		Token:        token,
-		Classify:     agent.Classifier(id),
+		Classify:     agent.ClassifierWith(id, cache),
 		Diagnose:     cache.Brief,
 		AfterListen: func() error {
 			if *runAs == "" {

@@ -17,6 +17,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/goproxy-setup/goproxy-setup/agent"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
+	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 	"github.com/goproxy-setup/goproxy-setup/internal/modgen"
 	"github.com/goproxy-setup/goproxy-setup/internal/pki"
@@ -170,7 +172,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			Roots:        ca.Pool(),
 			Timeout:      10 * time.Second,
 			Token:        token,
-			Classify:     agent.Classifier(id),
+			Classify:     agent.ClassifierWith(id, cache),
 			Diagnose:     cache.Brief,
 			Ready:        func(base string) { ready <- base },
 			Logger:       log,
@@ -227,10 +229,15 @@ func Run(ctx context.Context, opts Options) (err error) {
 	say("fault: the upstream now rejects our client certificate (it trusts another CA)")
 	rejectOurCA.Store(true)
 	srv.CloseClientConnections()
-	// First failure starts the background diagnosis; give it a moment so
-	// the go command's output carries the ladder's verdict too.
+	// The first failure starts the background diagnosis; wait for its
+	// verdict so the go command's output below carries it too.
 	goCmd(ctx, gobin, consumer, goEnv(dir, filepath.Join(dir, "modcache-x"), base), "mod", "download")
-	time.Sleep(500 * time.Millisecond)
+	upURL, _ := url.Parse(srv.URL)
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, _, ok := cache.Verdict(upstream.Redact(upURL)); ok {
+			break
+		}
+	}
 	o2, err := goCmd(ctx, gobin, consumer, goEnv(dir, filepath.Join(dir, "modcache-3"), base), "mod", "download")
 	fmt.Fprintf(out, "      $ go mod download\n%s", indent(o2))
 	if err == nil {
