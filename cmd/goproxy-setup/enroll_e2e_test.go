@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,4 +64,75 @@ func TestRunEnrolsWithStepCA(t *testing.T) {
 	if strings.Contains(stderr, token) {
 		t.Errorf("error output holds the token")
 	}
+}
+
+// TestAgentRenewsUnderLoad: with short-lived certificates from the real
+// step-ca, the agent renews several times while a client fetches through it
+// continuously from nginx (which trusts only that CA): no request fails.
+func TestAgentRenewsUnderLoad(t *testing.T) {
+	t.Parallel()
+	sca := testenv.StartStepCA(t)
+	// nginx closes a connection after 40 requests, so the agent makes new
+	// handshakes all along: each must present a valid (renewed) certificate.
+	stack := testenv.StartMTLSStack(t, e2eModules, testenv.WithClientCA(sca.CA), testenv.WithConfigEdit(func(conf string) string {
+		return strings.Replace(conf, "    server {", "    keepalive_requests 40;\n    server {", 1)
+	}))
+	if !strings.Contains(readFile(t, filepath.Join(stack.Dir, "nginx.conf")), "keepalive_requests 40;") {
+		t.Fatal("could not set keepalive_requests in the nginx config")
+	}
+	state := t.TempDir()
+	stdout, stderr, code := runCLI(t, []string{"GOPROXY_SETUP_TOKEN=" + sca.JWKToken(t, "ci-job.example")},
+		"run", "--format", "json", "--warm=false", "--upstream", stack.URL, "--ca-cert", stack.CAFile,
+		"--ca-url", sca.URL, "--ca-fingerprint", sca.Fingerprint, "--cert-lifetime", "15s", "--state-dir", state)
+	if code != 0 {
+		t.Fatalf("run exit %d\n%s", code, stderr)
+	}
+	t.Cleanup(func() { runCLI(t, nil, "stop", "--state-dir", state) })
+	gp := parseJSONEnv(t, stdout)["GOPROXY"]
+	// Fresh connections now and then, so new handshakes use the renewed
+	// certificate; established ones keep working as they are.
+	var requests, failures int
+	deadline := time.Now().Add(35 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		client := &http.Client{Timeout: 10 * time.Second}
+		for j := 0; j < 20; j++ {
+			path := []string{"example.com/alpha/@v/v1.0.0.info", "example.com/alpha/@v/list", "example.com/delta/v2/@v/v2.1.0.mod"}[j%3]
+			resp, err := client.Get(gp + "/" + path)
+			requests++
+			if err != nil || resp.StatusCode != http.StatusOK {
+				failures++
+				if err == nil {
+					b, _ := io.ReadAll(resp.Body)
+					t.Logf("request %d: %d %s", requests, resp.StatusCode, b)
+				} else {
+					t.Logf("request %d: %v", requests, err)
+				}
+			}
+			if resp != nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		client.CloseIdleConnections()
+	}
+	logb, _ := os.ReadFile(filepath.Join(state, "agent.log"))
+	renewals := strings.Count(string(logb), "renewed client certificate")
+	handshakes := strings.Count(readFile(t, filepath.Join(stack.Dir, "access.log")), "\n") / 40
+	t.Logf("%d requests through the agent, %d failed, %d renewals, ≥%d upstream connections", requests, failures, renewals, handshakes)
+	if failures != 0 {
+		t.Errorf("%d of %d requests failed across renewals, want 0", failures, requests)
+	}
+	if renewals < 2 {
+		t.Errorf("the agent renewed %d times in 35 s with 15 s certificates, want at least 2\n%s", renewals, logb)
+	}
+}
+
+func readFile(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
