@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +146,27 @@ route {
 		if string(b) != want {
 			t.Errorf("Open(%s) served by %q, want %q", path, b, want)
 		}
+	}
+}
+
+// TestHandoffCarriesNetworkEnv: the proxy settings reach an agent started
+// through sudo (which resets the environment) on the handoff pipe.
+func TestHandoffCarriesNetworkEnv(t *testing.T) {
+	t.Setenv("HTTPS_PROXY", "http://user:CANARY-pw@127.0.0.1:3128")
+	t.Setenv("NO_PROXY", "corp.example")
+	h := Handoff{Token: "t", Env: NetworkEnv()}
+	if h.Env["HTTPS_PROXY"] == "" || h.Env["NO_PROXY"] != "corp.example" {
+		t.Fatalf("NetworkEnv = %v, want HTTPS_PROXY and NO_PROXY", h.Env)
+	}
+	if strings.Contains(fmt.Sprintf("%v %#v", h, h), "CANARY") {
+		t.Errorf("formatted handoff leaks the proxy credentials")
+	}
+	t.Setenv("HTTPS_PROXY", "")
+	t.Setenv("NO_PROXY", "")
+	if err := h.ApplyEnv(); err != nil {
+		t.Fatal(err)
+	}
+	if got := os.Getenv("HTTPS_PROXY"); got != "http://user:CANARY-pw@127.0.0.1:3128" {
+		t.Errorf("after ApplyEnv HTTPS_PROXY = %q", got)
 	}
 }

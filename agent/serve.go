@@ -31,6 +31,38 @@ type Handoff struct {
 	Token   string `json:"token"`
 	CertPEM []byte `json:"cert_pem,omitempty"`
 	KeyPEM  []byte `json:"key_pem,omitempty"`
+	// Env carries the network settings the agent needs from the job's
+	// environment (HTTP(S)_PROXY, NO_PROXY, SSL_CERT_*): sudo resets the
+	// environment, and a proxy URL may hold credentials, so they travel
+	// here rather than on a command line.
+	Env map[string]string `json:"env,omitempty"`
+}
+
+// handoffEnv are the variables Handoff.Env carries.
+var handoffEnv = []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"}
+
+// NetworkEnv returns the job's network settings for Handoff.Env.
+func NetworkEnv() map[string]string {
+	m := map[string]string{}
+	for _, k := range handoffEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// ApplyEnv sets the handoff's network settings in the agent's environment;
+// call it before any upstream request.
+func (h Handoff) ApplyEnv() error {
+	for _, k := range handoffEnv {
+		if v, ok := h.Env[k]; ok {
+			if err := os.Setenv(k, v); err != nil {
+				return fmt.Errorf("apply %s from the handoff: %w", k, err)
+			}
+		}
+	}
+	return nil
 }
 
 // String redacts the handoff.

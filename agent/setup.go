@@ -137,7 +137,7 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	if err := os.MkdirAll(res.StateDir, 0o700); err != nil {
 		return res, errkind.Mark(errkind.BadInput, fmt.Errorf("state dir: %w", err))
 	}
-	var handoff Handoff
+	handoff := Handoff{Env: NetworkEnv()}
 	if handoff.Token, err = proxy.NewToken(); err != nil {
 		return res, err
 	}

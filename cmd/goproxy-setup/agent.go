@@ -52,6 +52,9 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 		if err != nil {
 			return err
 		}
+		if err := h.ApplyEnv(); err != nil {
+			return err
+		}
 		token, certPEM, keyPEM = h.Token, h.CertPEM, h.KeyPEM
 		if len(h.CertPEM) > 0 {
 			if id, err = tlsauth.LoadPEM(h.CertPEM, h.KeyPEM); err != nil {
