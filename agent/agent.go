@@ -318,6 +318,8 @@ type Stats struct {
 	PID int `json:"pid"`
 	// FailedAfterSetup counts upstream failures in the job's own steps.
 	FailedAfterSetup int64 `json:"failed_after_setup"`
+	// Diagnoses are the agent's latest diagnoses of failed upstreams.
+	Diagnoses []string `json:"diagnoses,omitempty"`
 }
 
 // Status returns the running agent's statistics.
@@ -348,6 +350,14 @@ func fetchStats(ctx context.Context, st *State) (*Stats, error) {
 	}
 	s.PID = st.PID
 	s.FailedAfterSetup = s.Failures - st.SetupFailures
+	if s.Failures > 0 {
+		if req, err := http.NewRequestWithContext(ctx, http.MethodGet, st.BaseURL+"/"+proxy.AdminPrefix+"diagnoses", nil); err == nil {
+			if resp, err := adminClient.Do(req); err == nil {
+				json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&s.Diagnoses)
+				resp.Body.Close()
+			}
+		}
+	}
 	return &s, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -110,4 +111,19 @@ func verdictRemedy(r *diagnose.Report) string {
 		}
 	}
 	return "run 'goproxy-setup diagnose' for a layer-by-layer report"
+}
+
+// Briefs returns the latest failing verdict of every upstream diagnosed,
+// sorted.
+func (c *DiagnosisCache) Briefs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, e := range c.entries {
+		if e.brief != "" {
+			out = append(out, e.brief)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

@@ -107,6 +107,8 @@ type ServeConfig struct {
 	// Classify and Diagnose feed the 502/504 bodies (see proxy.Config).
 	Classify func(err error) (layer, remedy string)
 	Diagnose func(ctx context.Context, upstreamURL string) string
+	// Diagnoses lists the latest diagnoses for the final report.
+	Diagnoses func() []string
 	// AfterListen runs once the listener is bound and before serving: the
 	// place to drop privileges. An error stops the agent.
 	AfterListen func() error
@@ -135,13 +137,14 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	h, err := proxy.New(proxy.Config{
-		Stop:     stop,
-		Token:    cfg.Token,
-		Upstream: fetcher,
-		Classify: cfg.Classify,
-		Diagnose: cfg.Diagnose,
-		Deny:     deny,
-		Logger:   log.Named("proxy"),
+		Stop:      stop,
+		Token:     cfg.Token,
+		Upstream:  fetcher,
+		Classify:  cfg.Classify,
+		Diagnose:  cfg.Diagnose,
+		Diagnoses: cfg.Diagnoses,
+		Deny:      deny,
+		Logger:    log.Named("proxy"),
 	})
 	if err != nil {
 		return err

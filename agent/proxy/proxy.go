@@ -50,6 +50,9 @@ type Config struct {
 	// agent may run as another user, so the job stops it through its
 	// capability URL rather than a signal.
 	Stop func()
+	// Diagnoses, when set, returns the latest diagnosis of every failed
+	// upstream (GET <token>/.goproxy-setup/diagnoses), for the final report.
+	Diagnoses func() []string
 	// Logger receives one line per request at debug level and failures at
 	// warn level; nil is silent.
 	Logger hclog.Logger
@@ -343,6 +346,13 @@ func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request, op string) 
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		enc.Encode(h.Stats())
+	case "diagnoses":
+		var ds []string
+		if h.cfg.Diagnoses != nil {
+			ds = h.cfg.Diagnoses()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(ds)
 	default:
 		http.NotFound(w, r)
 	}

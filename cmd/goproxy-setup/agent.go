@@ -103,6 +103,7 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 		Token:        token,
 		Classify:     agent.ClassifierWith(id, cache),
 		Diagnose:     cache.Brief,
+		Diagnoses:    cache.Briefs,
 		AfterListen: func() error {
 			if *runAs == "" {
 				return nil

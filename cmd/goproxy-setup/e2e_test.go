@@ -240,9 +240,20 @@ func TestRunRejectedByNginx(t *testing.T) {
 			if !strings.Contains(strings.ToLower(out), test.wantFix) {
 				t.Errorf("go output does not mention %q:\n%s", test.wantFix, out)
 			}
-			_, stopErr, code := runCLI(t, nil, "stop", "--state-dir", state)
+			// The agent diagnoses the failing upstream in the background;
+			// the final report carries that diagnosis.
+			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+				out, _, _ := runCLI(t, nil, "status", "--json", "--state-dir", state)
+				if strings.Contains(out, `"diagnoses"`) {
+					break
+				}
+			}
+			stopOut, stopErr, code := runCLI(t, nil, "stop", "--state-dir", state)
 			if code != 3 {
 				t.Errorf("stop after failed fetches: exit %d, want 3\n%s", code, stopErr)
+			}
+			if !strings.Contains(stopOut, "diagnosis:") || !strings.Contains(stopOut, test.wantLayer) {
+				t.Errorf("stop's final report lacks the %s diagnosis:\n%s", test.wantLayer, stopOut)
 			}
 		})
 	}

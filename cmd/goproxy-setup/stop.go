@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"github.com/goproxy-setup/goproxy-setup/agent"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
@@ -85,4 +86,7 @@ func writeStats(w io.Writer, s *agent.Stats) {
 	}
 	fmt.Fprintf(w, "  rejected/denied    %d/%d\n", s.Rejected, s.Denied)
 	fmt.Fprintf(w, "  upstream latency   p50 %.1f ms, p90 %.1f ms, p99 %.1f ms\n", s.LatencyP50, s.LatencyP90, s.LatencyP99)
+	for _, d := range s.Diagnoses {
+		fmt.Fprintf(w, "  %s\n", strings.ReplaceAll(d, "\n", "\n    "))
+	}
 }
