@@ -207,6 +207,8 @@ type Stats struct {
 	FailedAfterSetup int
 	// Latency is the upstream latency.
 	Latency Latency
+	// Diagnoses are the agent's latest diagnoses of failed upstreams.
+	Diagnoses []string
 }
 
 // Outcome is what a setup produced, as the front ends render it.

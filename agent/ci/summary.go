@@ -107,6 +107,12 @@ func WriteStopSummary(w io.Writer, s *Stats, red *Redactor) error {
 			fmt.Fprintf(&b, "| %s | %d |\n", code(l), s.ErrorsByLayer[l])
 		}
 	}
+	if len(s.Diagnoses) > 0 {
+		b.WriteString("\n### Diagnosis\n\n")
+		for _, d := range s.Diagnoses {
+			fmt.Fprintf(&b, "- %s\n", oneLine(d))
+		}
+	}
 	_, err := io.WriteString(w, red.String(b.String()))
 	return err
 }

@@ -124,6 +124,7 @@ func ciStats(s *agent.Stats) *ci.Stats {
 		ErrorsByLayer:    s.ErrorsByLayer,
 		FailedAfterSetup: int(s.FailedAfterSetup),
 		Latency:          ci.Latency{P50: ms(s.LatencyP50), P90: ms(s.LatencyP90), P99: ms(s.LatencyP99)},
+		Diagnoses:        s.Diagnoses,
 	}
 }
 
