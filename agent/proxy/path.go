@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"golang.org/x/mod/module"
@@ -111,10 +112,18 @@ func unescapeModule(esc string) (string, error) {
 	return m, nil
 }
 
+// sumdbName is a checksum database name: a host name of at least two
+// labels ("sum.golang.org").
+var sumdbName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$`)
+
+// tilePath is a transparency-log tile as cmd/go asks for it:
+// tile/H/L/[xNNN/...]NNN[.p/W], with L a level or "data".
+var tilePath = regexp.MustCompile(`^tile/[0-9]+/([0-9]+|data)(/x[0-9]{3})*/[0-9]{3}(\.p/[0-9]+)?$`)
+
 func parseSumDB(p, rest string) (Request, error) {
 	name, op, ok := strings.Cut(rest, "/")
-	if !ok || name == "" || !strings.Contains(name, ".") {
-		return Request{}, errors.New("malformed checksum database path: want sumdb/<name>/...")
+	if !ok || !sumdbName.MatchString(name) {
+		return Request{}, errors.New("malformed checksum database path: want sumdb/<host name>/...")
 	}
 	switch {
 	case op == "supported":
@@ -132,10 +141,8 @@ func parseSumDB(p, rest string) (Request, error) {
 		}
 	case op == "latest":
 	case strings.HasPrefix(op, "tile/"):
-		for _, c := range strings.TrimPrefix(op, "tile/") {
-			if !(c >= '0' && c <= '9' || c == '/' || c == '.' || c == 'x' || c == 'p' || c == 'd' || c == 'a' || c == 't') {
-				return Request{}, errors.New("malformed checksum database tile path")
-			}
+		if !tilePath.MatchString(op) {
+			return Request{}, errors.New("malformed checksum database tile path")
 		}
 	default:
 		return Request{}, errors.New("unknown checksum database operation: want supported, latest, lookup/... or tile/...")
