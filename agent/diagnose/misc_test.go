@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,10 +29,12 @@ func TestNoSecretInReport(t *testing.T) {
 	t.Parallel()
 	ca := testenv.NewCA(t)
 	client := goodClient(t, ca)
-	var sawToken bool
+	var sawToken atomic.Bool // handlers run concurrently
 	port := startUpstream(t, upstreamSpec{serverLeaf: serverLeaf(t, ca, nil), clientAuth: tls.RequireAndVerifyClientCert, clientCAs: ca.Pool(),
 		handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			sawToken = sawToken || strings.Contains(r.URL.Path, canary)
+			if strings.Contains(r.URL.Path, canary) {
+				sawToken.Store(true)
+			}
 			http.Error(w, "boom "+canary, http.StatusInternalServerError)
 		})})
 	dns := startDNS(t, false, map[string][]netip.Addr{"proxy.test": {loopback4}})
@@ -49,7 +52,7 @@ func TestNoSecretInReport(t *testing.T) {
 		"HTTPS_PROXY": "http://u:" + canary + "@127.0.0.1:1",
 	})
 	r := Run(context.Background(), targets, o)
-	if !sawToken {
+	if !sawToken.Load() {
 		t.Errorf("the upstream never saw the path token: the probe must use the real URL")
 	}
 	var all bytes.Buffer
