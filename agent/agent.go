@@ -29,6 +29,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent/privilege"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
+	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
@@ -92,28 +93,7 @@ func writeState(stateDir string, s *State) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(stateDir, StateFile), b, 0o600)
-}
-
-func writeFileAtomic(name string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err == nil {
-		_, err = f.Write(data)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), name)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
+	return atomicfile.WriteFile(filepath.Join(stateDir, StateFile), b, 0o600)
 }
 
 // StartConfig configures Start.

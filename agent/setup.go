@@ -20,6 +20,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
+	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
@@ -370,7 +371,7 @@ func WriteReports(dir string, r *diagnose.Report) (string, error) {
 			errs = append(errs, err)
 			continue
 		}
-		errs = append(errs, writeFileAtomic(filepath.Join(dir, f.name), []byte(b.String()), 0o644))
+		errs = append(errs, atomicfile.WriteFile(filepath.Join(dir, f.name), []byte(b.String()), 0o644))
 	}
 	return filepath.Join(dir, "report.txt"), errors.Join(errs...)
 }

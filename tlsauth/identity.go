@@ -35,6 +35,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 )
 
@@ -266,10 +267,10 @@ func WriteFiles(dir string, cert tls.Certificate) (certFile, keyFile string, err
 		return "", "", err
 	}
 	certFile, keyFile = filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
-	if err := writeAtomic(keyFile, keyPEM, 0o600); err != nil {
+	if err := atomicfile.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		return "", "", err
 	}
-	if err := writeAtomic(certFile, certPEM.Bytes(), 0o644); err != nil {
+	if err := atomicfile.WriteFile(certFile, certPEM.Bytes(), 0o644); err != nil {
 		return "", "", err
 	}
 	return certFile, keyFile, nil
@@ -282,34 +283,6 @@ func EncodeKey(key crypto.PrivateKey) ([]byte, error) {
 		return nil, fmt.Errorf("encode private key: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
-}
-
-func writeAtomic(name string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
 }
 
 // parsePEM parses a chain of CERTIFICATE blocks and one private key block

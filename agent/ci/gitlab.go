@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 )
 
@@ -97,34 +98,13 @@ func ResolvePath(path, base, dir string) string {
 	return filepath.Join(base, path)
 }
 
-// WriteFileAtomic writes data to path through a temp file and a rename, so a
-// reader never sees half a file; perm applies to the new file.
+// WriteFileAtomic writes data to path atomically, creating its directory;
+// perm applies to the new file.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create directory for %s: %w", path, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.WriteFile(path, data, perm)
 }
 
 // WriteDotenvFile writes vars as a GitLab dotenv artifact (NAME=value lines,
