@@ -4,7 +4,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"net/url"
-	"strings"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
 // Redact returns u fit for a report: scheme, host and path only, with no
@@ -16,7 +17,7 @@ func Redact(u *url.URL) string {
 	}
 	// Built by hand, not with url.URL.String, so that module paths stay
 	// readable ("!azure", not "%21azure").
-	p := redactPath(u.Path)
+	p := redact.Path(u.Path)
 	if u.Scheme == "" && u.Host == "" {
 		return p
 	}
@@ -34,44 +35,6 @@ func redactString(s string) string {
 		return "REDACTED"
 	}
 	return Redact(u)
-}
-
-func redactPath(p string) string {
-	if p == "" {
-		return ""
-	}
-	segs := strings.Split(p, "/")
-	for i, s := range segs {
-		if looksSecret(s) {
-			segs[i] = "REDACTED"
-		}
-	}
-	return strings.Join(segs, "/")
-}
-
-// looksSecret reports whether a path segment looks like a random token:
-// long, and mixing letters with digits (module path elements and versions
-// rarely do both at that length).
-func looksSecret(s string) bool {
-	if len(s) >= 32 {
-		return true
-	}
-	if len(s) < 16 {
-		return false
-	}
-	var letters, digits bool
-	for _, r := range s {
-		switch {
-		case r >= '0' && r <= '9':
-			digits = true
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
-			letters = true
-		case r == '-' || r == '_':
-		default:
-			return false
-		}
-	}
-	return letters && digits
 }
 
 // pkixName decodes a DER distinguished name (as servers list acceptable

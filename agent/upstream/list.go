@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
 // Entry is one element of an upstream list.
@@ -134,42 +135,13 @@ func Redact(u *url.URL) string {
 		return ""
 	}
 	r := url.URL{Scheme: u.Scheme, Host: u.Host}
-	var parts []string
-	for _, p := range strings.Split(strings.Trim(u.Path, "/"), "/") {
-		if looksSecret(p) {
-			p = "REDACTED"
-		}
-		parts = append(parts, p)
-	}
-	if p := strings.Join(parts, "/"); p != "" {
+	if p := redact.Path(strings.Trim(u.Path, "/")); p != "" {
 		r.Path = "/" + p
 	}
 	if u.User != nil {
 		r.User = url.User("REDACTED")
 	}
 	return r.String()
-}
-
-// looksSecret reports whether a path element looks like a capability token:
-// 22 or more characters of which at least one is a digit and one a letter,
-// with no dots (module path elements with dots are hosts).
-func looksSecret(s string) bool {
-	if len(s) < 22 || strings.ContainsAny(s, ".@!") {
-		return false
-	}
-	var digit, letter bool
-	for _, r := range s {
-		switch {
-		case r >= '0' && r <= '9':
-			digit = true
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
-			letter = true
-		case r == '-' || r == '_':
-		default:
-			return false
-		}
-	}
-	return digit && letter
 }
 
 // redactList returns list with user info and secret-looking path elements
