@@ -29,53 +29,30 @@ func (githubCmd) Synopsis() string {
 }
 
 // ciFlags are the flags of the CI front ends (github, gitlab): the whole
-// bootstrap plus step-ca enrolment and the report mode.
+// bootstrap plus step-ca enrolment (the enroll command's flags) and the
+// report mode.
 type ciFlags struct {
 	setupFlags
-	token         string
-	caURL         string
-	caFingerprint string
-	oidcAudience  string
-	provisioner   string
-	oidcTokenVar  string
-	report        bool
+	e      enrollFlags
+	report bool
 }
 
 func (c *ciFlags) register(fs *flag.FlagSet) {
 	c.setupFlags.register(fs)
-	fs.StringVar(&c.caURL, "ca-url", "", "step-ca URL to enrol with for the client certificate (instead of --client-cert/--client-key)")
-	fs.StringVar(&c.caFingerprint, "ca-fingerprint", "", "SHA-256 fingerprint of the step-ca root (required with --ca-url)")
-	fs.StringVar(&c.token, "token", "", "one-time step-ca token (JWK provisioner); without it the CI's OIDC token is used")
-	fs.StringVar(&c.oidcAudience, "oidc-audience", "", "audience of the CI's OIDC token (the step-ca OIDC provisioner's client ID)")
-	fs.StringVar(&c.provisioner, "provisioner", "", "step-ca provisioner name (optional: the token names it)")
-	fs.StringVar(&c.oidcTokenVar, "oidc-token-var", tlsauth.DefaultGitLabTokenVar, "GitLab: the id_tokens variable holding the OIDC token")
+	c.e.register(fs)
 	fs.BoolVar(&c.report, "report", false, "stop the agent started earlier in this job and report its stats; fail when fetches failed after setup")
 }
 
 // enroll returns the enrolment config, nil without --ca-url. Without
-// --token the CI's OIDC token (provider oidc) is used.
+// --token or --oidc the CI's own OIDC token (provider oidc) is used.
 func (c *ciFlags) enroll(oidc string) (*tlsauth.EnrollConfig, error) {
-	if c.caURL == "" {
-		if c.token != "" || c.caFingerprint != "" || c.oidcAudience != "" {
-			return nil, usageErrorf("--token, --ca-fingerprint and --oidc-audience (inputs token, ca-fingerprint, oidc-audience) need --ca-url (input ca-url): give the step-ca URL")
-		}
-		return nil, nil
-	}
-	if c.clientCert != "" || c.clientKey != "" {
+	if c.e.caURL != "" && (c.clientCert != "" || c.clientKey != "") {
 		return nil, usageErrorf("--ca-url enrols for a client certificate: drop --client-cert/--client-key (inputs client-cert, client-key), or drop --ca-url")
 	}
-	e := &tlsauth.EnrollConfig{
-		CAURL:       c.caURL,
-		Fingerprint: c.caFingerprint,
-		Token:       c.token,
-		Audience:    c.oidcAudience,
-		Provisioner: c.provisioner,
+	if c.e.caURL != "" && c.e.token == "" && c.e.oidc == "" {
+		c.e.oidc = oidc
 	}
-	e.GitLabTokenVar = c.oidcTokenVar
-	if c.token == "" {
-		e.OIDC = oidc
-	}
-	return e, nil
+	return c.e.config()
 }
 
 // outcome converts the bootstrap's result for the CI adapters.
@@ -165,7 +142,7 @@ func (githubCmd) Run(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	// Mask what the step was given before anything can print it.
-	if err := gh.Mask(f.token, os.Getenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN")); err != nil {
+	if err := gh.Mask(f.e.token, os.Getenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN")); err != nil {
 		return err
 	}
 	if f.report {

@@ -37,7 +37,7 @@ func (gitlabCmd) Run(ctx context.Context, args []string, stdout, stderr io.Write
 	gl := ci.NewGitLab(stderr, nil)
 	// GitLab masks only the variables defined in its settings; the
 	// adapter redacts everything else it prints.
-	gl.Redactor().Add(f.token, os.Getenv(f.oidcTokenVar))
+	gl.Redactor().Add(f.e.token, os.Getenv(f.e.oidcTokenVar))
 	if f.report {
 		return redactErr(gitlabReport(ctx, gl, f.stateDir), gl.Redactor())
 	}
