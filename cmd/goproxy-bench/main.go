@@ -13,29 +13,17 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"syscall"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/cli"
 )
 
 // command is one subcommand.
-type command interface {
-	// Name is the word that selects the command.
-	Name() string
-	// Synopsis is the one-line description shown in the usage.
-	Synopsis() string
-	// Run parses args and runs the command: results on stdout, progress
-	// on stderr.
-	Run(ctx context.Context, args []string, stdout, stderr io.Writer) error
-}
+type command = cli.Command
 
-var commands = map[string]command{}
+var commands cli.Set
 
-func register(c command) {
-	if _, dup := commands[c.Name()]; dup {
-		panic("internal error: duplicate command " + c.Name())
-	}
-	commands[c.Name()] = c
-}
+func register(c command) { commands.Register(c) }
 
 func main() {
 	ctx, done := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -50,20 +38,13 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprintf(stderr, "Usage: goproxy-bench COMMAND [flags]\n\nCommands:\n")
-		names := make([]string, 0, len(commands))
-		for n := range commands {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			fmt.Fprintf(stderr, "  %-12s %s\n", n, commands[n].Synopsis())
-		}
+		commands.List(stderr)
 		if len(args) == 0 {
 			return errors.New("no command given")
 		}
 		return nil
 	}
-	c, ok := commands[args[0]]
+	c, ok := commands.Lookup(args[0])
 	if !ok {
 		return fmt.Errorf("unknown command %q: run goproxy-bench help", args[0])
 	}

@@ -7,44 +7,24 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/goproxy-setup/goproxy-setup/internal/cli"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 )
 
-// command is one subcommand. Each lives in its own file, registers itself in
-// an init function, parses its flags and calls a library.
-type command interface {
-	// Name is the word that selects the command.
-	Name() string
-	// Synopsis is the one-line description shown in the usage.
-	Synopsis() string
-	// Run parses args and runs the command. stdout carries the command's
-	// result (env lines, JSON); stderr carries progress and logs.
-	Run(ctx context.Context, args []string, stdout, stderr io.Writer) error
-}
+// command is one subcommand; each lives in its own file, registers itself
+// in an init function, parses its flags and calls a library.
+type command = cli.Command
 
-var commands = map[string]command{}
+var commands cli.Set
 
-func register(c command) {
-	if _, dup := commands[c.Name()]; dup {
-		panic("internal error: duplicate command " + c.Name())
-	}
-	commands[c.Name()] = c
-}
+func register(c command) { commands.Register(c) }
 
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: goproxy-setup COMMAND [flags]\n\nCommands:\n")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].Synopsis())
-	}
+	commands.List(w)
 	fmt.Fprintf(w, "\nEvery flag has an environment twin: GOPROXY_SETUP_ + its upper-case name, '-' as '_'.\nRun 'goproxy-setup COMMAND -h' for a command's flags.\n")
 }
 
@@ -60,7 +40,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "-version", "--version":
 		args = []string{"version"}
 	}
-	c, ok := commands[args[0]]
+	c, ok := commands.Lookup(args[0])
 	if !ok {
 		usage(stderr)
 		return usageErrorf("unknown command %q: use one of the commands above", args[0])
