@@ -36,6 +36,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 )
 
@@ -407,32 +408,10 @@ func replaceFile(path string, data []byte, mode fs.FileMode) error {
 			uid, gid = int(sys.Uid), int(sys.Gid)
 		}
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	if os.Geteuid() != 0 {
+		uid = -1
 	}
-	tmp := f.Name()
-	err = f.Chmod(mode)
-	if err == nil && uid >= 0 && os.Geteuid() == 0 {
-		err = f.Chown(uid, gid)
-	}
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.WriteFileOwned(path, data, mode, uid, gid)
 }
 
 // PrepareDir makes dir the agent's private directory: owned by u, mode 0700.

@@ -12,6 +12,12 @@ import (
 // WriteFile writes data to path atomically with mode perm (exactly, not
 // narrowed by the umask). The directory must exist.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return WriteFileOwned(path, data, perm, -1, -1)
+}
+
+// WriteFileOwned is WriteFile, with the new file owned by uid and gid when
+// uid is not negative (which needs root).
+func WriteFileOwned(path string, data []byte, perm os.FileMode, uid, gid int) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -19,6 +25,9 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	tmp := f.Name()
 	defer os.Remove(tmp) // no-op after the rename
 	err = f.Chmod(perm)
+	if err == nil && uid >= 0 {
+		err = f.Chown(uid, gid)
+	}
 	if err == nil {
 		_, err = f.Write(data)
 	}
