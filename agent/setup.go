@@ -186,9 +186,6 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	// 3 + 4. Least privilege and the agent.
-	if err := os.MkdirAll(res.StateDir, 0o700); err != nil {
-		return res, errkind.Mark(errkind.BadInput, fmt.Errorf("state dir: %w", err))
-	}
 	if cfg.AgentUser != "" {
 		pol.Privilege.User = cfg.AgentUser
 	}

@@ -44,7 +44,12 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	var id *tlsauth.Identity
+	// The identity comes from the handoff when the bootstrap started us,
+	// else from the flags; the extra roots always from --ca-cert.
+	id, roots, err := loadIdentity(&commonFlags{caCert: c.caCert})
+	if err != nil {
+		return err
+	}
 	var token string
 	var certPEM, keyPEM []byte
 	if *handoffStdin {
@@ -61,13 +66,7 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 				return err
 			}
 		}
-	} else {
-		if id, _, err = loadIdentity(&c); err != nil {
-			return err
-		}
-	}
-	_, roots, err := loadIdentity(&commonFlags{caCert: c.caCert})
-	if err != nil {
+	} else if id, _, err = loadIdentity(&commonFlags{clientCert: c.clientCert, clientKey: c.clientKey}); err != nil {
 		return err
 	}
 	if token == "" {
