@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -473,34 +472,9 @@ func TestExampleWorkflowsLint(t *testing.T) {
 	})
 }
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// binary builds goproxy-setup once for the GitLab tests, the way the
-// template's `go install` would.
-func binary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "goproxy-setup-gitlab-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "goproxy-setup")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, "./cmd/goproxy-setup")
-		cmd.Dir = testenv.RepoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("%v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatalf("build goproxy-setup: %v", binErr)
-	}
-	return binPath
-}
+// binary is the goproxy-setup binary, built once, the way the template's
+// `go install` would build it.
+func binary(t *testing.T) string { return testenv.Binary(t) }
 
 // gitlabJob is the part of a GitLab job the test runs.
 type gitlabJob struct {
