@@ -1,5 +1,7 @@
 // Package errkind owns the classification of errors into the few kinds that
-// callers branch on: bad input, upstream unreachable, integrity failure.
+// callers branch on, the failure model of DESIGN.md: bad input, a local fault
+// (cache dir, disk, permissions), an upstream that answered with an error, a
+// transport failure (unreachable), an integrity failure, and cancellation.
 // Libraries mark the errors they return; only the command maps a kind to a
 // process exit code (see DESIGN.md, Contract: exit codes).
 package errkind
@@ -20,6 +22,17 @@ const (
 	Unreachable
 	// Integrity is a hash mismatch, a tampered or a truncated module.
 	Integrity
+	// Local is a fault on this machine: the module cache directory, a full
+	// disk, permissions, the environment. Its message names the path and the
+	// fix; it never starts a network diagnosis.
+	Local
+	// Answered is an upstream that answered with an error status (403, 400,
+	// 404…): its status and text are relayed, it is not a network fault and
+	// it starts no network diagnosis.
+	Answered
+	// Canceled is a run cancelled by a signal or its caller: not an upstream
+	// failure.
+	Canceled
 )
 
 // String returns the kind's name.
@@ -31,6 +44,12 @@ func (k Kind) String() string {
 		return "unreachable"
 	case Integrity:
 		return "integrity"
+	case Local:
+		return "local fault"
+	case Answered:
+		return "upstream answered"
+	case Canceled:
+		return "canceled"
 	}
 	return "other"
 }
