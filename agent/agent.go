@@ -338,7 +338,9 @@ func fetchStats(ctx context.Context, st *State) (*Stats, error) {
 	}
 	resp, err := adminClient.Do(req)
 	if err != nil {
-		return nil, errkind.Mark(errkind.Unreachable, fmt.Errorf("agent (pid %d) does not answer on %s: %w", st.PID, st.Addr, redactURLErr(err)))
+		// The agent is a process on this machine: its silence is a local
+		// fault (it crashed or was killed), not the upstream's.
+		return nil, errkind.Mark(errkind.Local, fmt.Errorf("agent (pid %d) does not answer on %s: %w; it stopped or crashed: see its log %s, and start it again with 'goproxy-setup run'", st.PID, st.Addr, redactURLErr(err), st.Log))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

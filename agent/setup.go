@@ -284,7 +284,11 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 					res.Report, res.ReportPath = diagnoseUpstreams(ctx, res.StateDir, entries, id, roots, log)
 					err = fmt.Errorf("%w\ndiagnosis: %s (full report: %s)", werr, res.Report.Verdict.Summary, res.ReportPath)
 				case errkind.Local:
-					err = fmt.Errorf("%w\n%s", werr, localFaultLine(werr))
+					modCache := ""
+					if sum != nil {
+						modCache = sum.ModCache
+					}
+					err = fmt.Errorf("%w\n%s", werr, localFaultLine(werr, modCache))
 				case errkind.Answered:
 					err = fmt.Errorf("%w\nthe upstream answered these requests with an error status (its text is above): not a network fault, so no diagnosis was run", werr)
 				default:
@@ -458,8 +462,9 @@ func hasKind(err error, k errkind.Kind) bool {
 }
 
 // localFaultLine says what a local fault is and how to fix it, from the
-// first file-system error in err.
-func localFaultLine(err error) string {
+// first file-system error in err; modCache is the module cache root, when
+// known.
+func localFaultLine(err error, modCache string) string {
 	const tail = "a fault of this machine, not of the network or the upstream: no network diagnosis was run"
 	var pe *fs.PathError
 	var le *os.LinkError
@@ -479,7 +484,10 @@ func localFaultLine(err error) string {
 	var fix string
 	switch errno {
 	case syscall.ENOSPC, syscall.EDQUOT, syscall.EFBIG:
-		fix = fmt.Sprintf("free space on the file system holding %s, or point GOMODCACHE at a larger one", where)
+		if modCache != "" {
+			where = "the module cache " + modCache
+		}
+		fix = fmt.Sprintf("the disk is full: free space on the file system holding %s, or point GOMODCACHE at a larger one", where)
 	case syscall.EROFS:
 		fix = fmt.Sprintf("%s is on a read-only file system: point GOMODCACHE at a writable directory", where)
 	case syscall.EACCES, syscall.EPERM:

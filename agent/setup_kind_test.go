@@ -47,12 +47,12 @@ func TestWarmFailureKind(t *testing.T) {
 		}
 	}
 	for err, want := range map[error]string{
-		enospc: "free space on the file system holding /cache/cache/download/m/@v/v1.zip.tmp",
+		enospc: "free space on the file system holding the module cache /cache",
 		eacces: "may not write /cache/cache/lock",
 		&fs.PathError{Op: "mkdir", Path: "/ro/cache", Err: syscall.EROFS}:  "read-only",
 		&fs.PathError{Op: "mkdir", Path: "/f/cache", Err: syscall.ENOTDIR}: "a file stands where /f/cache",
 	} {
-		if got := localFaultLine(fmt.Errorf("warm: %w", err)); !strings.Contains(got, want) || !strings.Contains(got, "no network diagnosis") {
+		if got := localFaultLine(fmt.Errorf("warm: %w", err), "/cache"); !strings.Contains(got, want) || !strings.Contains(got, "no network diagnosis") {
 			t.Errorf("localFaultLine(%v) = %q, want it to say %q and that no diagnosis ran", err, got, want)
 		}
 	}

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -276,6 +278,90 @@ func TestRunUnusableModCache(t *testing.T) {
 			}
 			if _, err := os.Stat(filepath.Join(state, "agent.json")); err == nil {
 				t.Errorf("agent.json is left in the state dir after the failed run")
+			}
+		})
+	}
+}
+
+// runInMountNS runs the binary like runCLI, in a mount namespace of its own
+// where a tmpfs mounted with opts covers dir: a full or read-only file
+// system that disappears with the namespace, whatever happens to the test.
+func runInMountNS(t *testing.T, env []string, dir, opts string, args ...string) (string, string, int) {
+	t.Helper()
+	script := `mount -t tmpfs -o "$1" goproxy-setup-test "$2" || exit 99; shift 2; exec "$@"`
+	cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", opts, dir, binary(t)}, args...)...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	done := make(chan struct{})
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("goproxy-setup %s did not return", strings.Join(args, " "))
+	}
+	if code := cmd.ProcessState.ExitCode(); code == 99 {
+		t.Fatalf("mount a tmpfs (%s) in a mount namespace: %s", opts, stderr.String())
+	}
+	return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
+}
+
+// TestRunFullOrReadOnlyDisk: a module cache on a full or a read-only file
+// system (a tmpfs in a mount namespace of the test's own) is a local
+// fault: exit 1, the path and the fix, no network diagnosis, no agent
+// left. ENOSPC passes for a net.Error (it has Timeout and Temporary), which
+// once made this look like an unreachable upstream.
+func TestRunFullOrReadOnlyDisk(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	url, _ := testenv.NewModuleServer(t, e2eModules)
+	work := t.TempDir()
+	testenv.WriteConsumer(t, work, e2eModules)
+	for _, test := range []struct {
+		name, opts string
+		want       []string
+	}{
+		{"full", "size=4k,nr_inodes=6", []string{"no space left on device", "the disk is full", "no network diagnosis"}},
+		{"read-only", "ro", []string{"read-only file system", "point GOMODCACHE at a writable directory", "no network diagnosis"}},
+	} {
+		t.Run(test.name, func(t *testing.T) {
+			t.Parallel()
+			mnt := t.TempDir()
+			state := t.TempDir()
+			stdout, stderr, code := runInMountNS(t, []string{"GOMODCACHE=" + filepath.Join(mnt, "modcache"), "GOFLAGS=-modcacherw"}, mnt, test.opts,
+				"run", "--upstream", url, "--state-dir", state, "--working-directory", work, "--timeout", "10s")
+			t.Cleanup(func() { runCLI(t, nil, "stop", "--state-dir", state) })
+			if code != 1 {
+				t.Errorf("exit %d, want 1\n%s", code, stderr)
+			}
+			for _, w := range append(test.want, mnt) {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr does not say %q:\n%s", w, stderr)
+				}
+			}
+			if strings.Contains(stderr, "unreachable") || strings.Contains(stderr, "diagnosis:") {
+				t.Errorf("a local fault is reported as a network one:\n%s", stderr)
+			}
+			if _, err := os.Stat(filepath.Join(state, "report.txt")); err == nil {
+				t.Errorf("a local fault wrote a diagnosis report")
+			}
+			if stdout != "" {
+				t.Errorf("a failed run printed the environment:\n%s", stdout)
+			}
+			m := stoppedPIDRE.FindStringSubmatch(stderr)
+			if m == nil {
+				t.Fatalf("run does not say it stopped its agent:\n%s", stderr)
+			}
+			pid, _ := strconv.Atoi(m[1])
+			for deadline := time.Now().Add(5 * time.Second); !gone(pid) && time.Now().Before(deadline); {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if !gone(pid) {
+				t.Errorf("the agent (pid %d) still runs after the failed run", pid)
 			}
 		})
 	}
