@@ -418,19 +418,22 @@ func checkGoEnv() error {
 }
 
 // warmFailureKind returns the kind of a failed warm, whose error may join
-// many modules' failures of different kinds. The most telling wins: an
-// integrity failure; then a local fault (asked with errkind.IsLocalIO
-// first, since a syscall.Errno such as ENOSPC also passes for a network
-// error); bad input; a cancelled run; a transport failure; last an error
-// status the upstream answered.
+// many modules' failures of different kinds. The most telling wins: bad
+// input (a go.sum that cannot be read or parsed: nothing was fetched); an
+// integrity failure; a local fault (asked with errkind.IsLocalIO before
+// anything else looks at the error, since a syscall.Errno such as ENOSPC
+// also passes for a network error); a cancelled run; a transport failure;
+// last an error status the upstream answered.
 func warmFailureKind(ctx context.Context, err error) errkind.Kind {
 	switch {
+	case hasKind(err, errkind.BadInput):
+		// A go.sum that cannot be read is the user's input (even though
+		// its error is a path error), and nothing was fetched.
+		return errkind.BadInput
 	case hasKind(err, errkind.Integrity):
 		return errkind.Integrity
 	case errkind.IsLocalIO(err) || hasKind(err, errkind.Local):
 		return errkind.Local
-	case hasKind(err, errkind.BadInput):
-		return errkind.BadInput
 	case hasKind(err, errkind.Canceled) || errors.Is(ctx.Err(), context.Canceled):
 		return errkind.Canceled
 	case hasKind(err, errkind.Unreachable):

@@ -36,6 +36,7 @@ func TestWarmFailureKind(t *testing.T) {
 		{"integrity first", nil, errors.Join(mod(errkind.Unreachable, refused), mod(errkind.Integrity, errors.New("mismatch"))), errkind.Integrity},
 		{"unreachable", nil, errors.Join(mod(errkind.Answered, errors.New("403")), mod(errkind.Unreachable, refused)), errkind.Unreachable},
 		{"answered only", nil, errors.Join(mod(errkind.Answered, errors.New("403")), mod(errkind.Answered, errors.New("400"))), errkind.Answered},
+		{"missing go.sum", nil, errkind.Mark(errkind.BadInput, fmt.Errorf("read go.sum: %w", &fs.PathError{Op: "open", Path: "go.sum", Err: syscall.ENOENT})), errkind.BadInput},
 		{"cancelled", canceled, mod(errkind.Unreachable, context.Canceled), errkind.Canceled},
 	} {
 		ctx := test.ctx
