@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
@@ -294,4 +296,37 @@ func newAgentWith(t *testing.T, up Fetcher) (string, *Handler) {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv.URL + "/" + testToken, h
+}
+
+// localFetcher fails every request with a limit of this machine.
+type localFetcher struct{}
+
+func (localFetcher) Get(context.Context, string) (*http.Response, error) {
+	return nil, errkind.Mark(errkind.Local, &upstream.Error{Upstream: "https://proxy.test", URL: "https://proxy.test/m/@v/list", Err: os.NewSyscallError("socket", syscall.EMFILE)})
+}
+
+// TestLocalFaultNotDiagnosed: a limit of the agent's machine is answered
+// 502 naming it, and starts no network diagnosis.
+func TestLocalFaultNotDiagnosed(t *testing.T) {
+	t.Parallel()
+	var diagnosed atomic.Bool
+	h, err := New(Config{Token: testToken, Upstream: localFetcher{}, Classify: testClassify, Diagnose: func(context.Context, string) string {
+		diagnosed.Store(true)
+		return "diagnosis: 7 checks ok"
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	code, body, err := fetch(t, http.DefaultClient, srv.URL+"/"+testToken+"/m.test/x/@v/list")
+	if err != nil || code != http.StatusBadGateway || !strings.Contains(string(body), "goproxy-setup: local failure") || !strings.Contains(string(body), "ulimit") {
+		t.Errorf("got %d %q %v, want a 502 naming the local fault and its fix", code, body, err)
+	}
+	if diagnosed.Load() || strings.Contains(string(body), "diagnosis") {
+		t.Errorf("a local fault started a network diagnosis: %q", body)
+	}
+	if st := h.Stats(); st.ErrorsByLayer["local"] != 1 {
+		t.Errorf("errors by layer %v, want local: 1", st.ErrorsByLayer)
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
+	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 )
 
 // Fetcher fetches GOPROXY protocol paths from the upstreams; the upstream
@@ -271,7 +272,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, req Request, err 
 		return
 	}
 	layer, remedy := "upstream", "run 'goproxy-setup diagnose' for a layer-by-layer report"
-	if h.cfg.Classify != nil {
+	local := errkind.Of(err) == errkind.Local
+	switch {
+	case local:
+		layer, remedy = "local", "a limit of the agent's machine (open files, memory), not the network nor the upstream: raise it (ulimit -n) or lower the concurrency; see the agent log"
+	case h.cfg.Classify != nil:
 		layer, remedy = h.cfg.Classify(err)
 	}
 	status := http.StatusBadGateway
@@ -300,7 +305,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, req Request, err 
 		fmt.Sprintf("goproxy-setup: %s failure at %s: %s", layer, upstreamName, clip(oneLine(cause), 160)),
 		"fix: " + clip(remedy, 240),
 	}
-	if h.cfg.Diagnose != nil && ue != nil {
+	if h.cfg.Diagnose != nil && ue != nil && !local {
 		if d := strings.TrimSpace(h.cfg.Diagnose(r.Context(), ue.Upstream)); d != "" {
 			lines = append(lines, strings.Split(d, "\n")...)
 		}

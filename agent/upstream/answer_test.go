@@ -1,9 +1,16 @@
 package upstream
 
 import (
+	"context"
+	"errors"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"unicode"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 )
 
 func TestAnswered(t *testing.T) {
@@ -82,4 +89,36 @@ func FuzzAnswerText(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestGetKinds: Get marks its error with the failure's kind: a limit of
+// this machine (EMFILE on socket) is a local fault, not an unreachable
+// upstream, and is not a timeout although a syscall.Errno passes for a
+// net.Error.
+func TestGetKinds(t *testing.T) {
+	t.Parallel()
+	for _, test := range []struct {
+		name string
+		err  error
+		want errkind.Kind
+	}{
+		{"too many open files", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", syscall.EMFILE)}, errkind.Local},
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, errkind.Unreachable},
+	} {
+		entries, err := ParseList("http://127.0.0.1:9")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dial := func(context.Context, string, string) (net.Conn, error) { return nil, test.err }
+		c := New(Options{Entries: entries, Transport: NewTransport(TransportOptions{Retry: Retry{Attempts: 1}, DialContext: dial})})
+		_, got := c.Get(context.Background(), "m/@v/list")
+		c.Close()
+		if k := errkind.Of(got); k != test.want {
+			t.Errorf("%s: kind %v (%v), want %v", test.name, k, got, test.want)
+		}
+		var ue *Error
+		if errors.As(got, &ue) && ue.Timeout() {
+			t.Errorf("%s: Timeout() = true", test.name)
+		}
+	}
 }

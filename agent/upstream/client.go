@@ -69,6 +69,10 @@ func (e *Error) Timeout() bool {
 	if e.Err == nil {
 		return e.StatusCode == http.StatusGatewayTimeout
 	}
+	if errkind.IsLocalIO(e.Err) {
+		// Asked first: a syscall.Errno (EMFILE…) passes for a net.Error.
+		return false
+	}
 	var ne net.Error
 	return errors.Is(e.Err, context.DeadlineExceeded) || errors.Is(e.Err, os.ErrDeadlineExceeded) || errors.Is(e.Err, ErrIdleBody) || (errors.As(e.Err, &ne) && ne.Timeout())
 }
@@ -192,7 +196,8 @@ func (c *Client) Entries() []Entry { return c.entries }
 // When every entry failed, the error is the last *Error, marked with its
 // kind (internal/errkind): Answered when the upstream answered a 4xx
 // (404 and 410 included; see Error.Answered), Canceled when ctx was
-// cancelled, else Unreachable (transport errors, timeouts, 5xx).
+// cancelled, Local for a limit of this machine (errkind.IsLocalIO: too many
+// open files…), else Unreachable (transport errors, timeouts, 5xx).
 func (c *Client) Get(ctx context.Context, path string) (*http.Response, error) {
 	if strings.HasPrefix(path, "/") {
 		path = path[1:]
@@ -236,6 +241,9 @@ func (c *Client) Get(ctx context.Context, path string) (*http.Response, error) {
 		return nil, errkind.Mark(errkind.Answered, last)
 	case errors.Is(ctx.Err(), context.Canceled):
 		return nil, errkind.Mark(errkind.Canceled, last)
+	case errkind.IsLocalIO(last):
+		// This machine's limits (too many open files…), not the network.
+		return nil, errkind.Mark(errkind.Local, last)
 	}
 	return nil, errkind.Mark(errkind.Unreachable, last)
 }
