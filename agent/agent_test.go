@@ -127,7 +127,7 @@ route {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := NewFetcher(pol, "", nil, nil, 5*time.Second, nil)
+	f, err := NewFetcher(pol, nil, nil, 5*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

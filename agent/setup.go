@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -29,9 +27,11 @@ import (
 // Config configures Setup: the Contract's shared flags plus the front
 // end's choices.
 type Config struct {
-	// Upstream is the upstream list in GOPROXY syntax; empty uses the
-	// policy's default route.
-	Upstream string
+	// Upstream is the --upstream list (policies.Policy.WithUpstreamList
+	// gives the syntax); it replaces the policy's default route when
+	// UpstreamSet, and an empty one is then bad input.
+	Upstream    string
+	UpstreamSet bool
 	// ClientCert and ClientKey are PEM files; CACert extra roots.
 	ClientCert, ClientKey, CACert string
 	// Policy is a policy file; empty for the built-in defaults.
@@ -108,30 +108,14 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 		res.StateDir = DefaultStateDir()
 	}
 
-	// 1. Policy.
-	pol := policies.Default()
-	if cfg.Policy != "" {
-		p, err := policies.Load(cfg.Policy)
-		if err != nil {
-			return res, err
-		}
-		pol = p
-	}
-	list := cfg.Upstream
-	if list == "" {
-		list = pol.DefaultRoute.List()
-	}
-	entries, err := upstream.ParseList(list)
+	// 1. Policy: the one path from policy to routes to the exported
+	// GOPROXY (policies.Resolve), the same in the agent process.
+	pol, err := policies.Resolve(cfg.Policy, cfg.Upstream, cfg.UpstreamSet)
 	if err != nil {
 		return res, err
 	}
-	if upstream.GoproxySuffix(entries) != "" && !pol.Direct.Allowed && cfg.Policy != "" {
-		return res, errkind.Mark(errkind.BadInput, fmt.Errorf("upstream list %q ends with direct, which policy %s does not allow: remove direct or set direct { allowed = true }", list, cfg.Policy))
-	}
+	entries := upstream.RouteEntries(pol.DefaultRoute, false)
 	res.Endpoints = pol.Endpoints()
-	if cfg.Upstream != "" {
-		res.Endpoints = endpoints(entries)
-	}
 	res.Upstreams = redactList(entries)
 
 	// 2. Identity.
@@ -201,7 +185,10 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	args := []string{"--upstream", list, "--timeout", cfg.Timeout.String()}
+	args := []string{"--timeout", cfg.Timeout.String()}
+	if cfg.UpstreamSet {
+		args = append(args, "--upstream", cfg.Upstream)
+	}
 	if sep.privateDir != "" {
 		args = append(args, "--private-dir", sep.privateDir)
 	}
@@ -237,9 +224,6 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 
 	// 5. Environment.
 	res.Env = pol.GoEnv(st.BaseURL)
-	if sfx := upstream.GoproxySuffix(entries); sfx != "" && !strings.HasSuffix(res.Env[0].Value, "direct") {
-		res.Env[0].Value += sfx
-	}
 
 	// 6. Warm.
 	if cfg.Warm {
@@ -277,22 +261,6 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Elapsed = time.Since(start)
 	return res, MarkSetupDone(ctx, res.StateDir)
-}
-
-// endpoints returns the host:port of every proxy in entries.
-func endpoints(entries []Entry) []string {
-	var out []string
-	for _, e := range upstream.Proxies(entries) {
-		port := e.URL.Port()
-		if port == "" {
-			port = map[string]string{"https": "443", "http": "80"}[e.URL.Scheme]
-		}
-		hp := net.JoinHostPort(e.URL.Hostname(), port)
-		if !slices.Contains(out, hp) {
-			out = append(out, hp)
-		}
-	}
-	return out
 }
 
 func defaultGoSums(dir string) []string {

@@ -8,7 +8,7 @@ import (
 
 // FuzzParseList checks ParseList never panics and that what it accepts
 // keeps its invariants: proxies are http(s) URLs with a host and no query,
-// direct/off only last, and the redacted form never shows user info.
+// direct only last, and the redacted form never shows user info.
 func FuzzParseList(f *testing.F) {
 	for _, s := range []string{
 		"https://proxy.golang.org,direct",
@@ -55,7 +55,7 @@ func FuzzParseList(f *testing.F) {
 		}
 		for i, e := range entries {
 			switch {
-			case e.Direct || e.Off:
+			case e.Direct:
 				if i != len(entries)-1 {
 					t.Errorf("ParseList(%q): %s at %d of %d, want only last", list, e, i, len(entries))
 				}

@@ -33,6 +33,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 	"github.com/goproxy-setup/goproxy-setup/internal/modgen"
 	"github.com/goproxy-setup/goproxy-setup/internal/pki"
+	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
 
@@ -165,17 +166,21 @@ func Run(ctx context.Context, opts Options) (err error) {
 	ready := make(chan string, 1)
 	served := make(chan error, 1)
 	cache := agent.NewDiagnosisCache(id, ca.Pool(), log)
+	pol, err := policies.Resolve("", srv.URL, true)
+	if err != nil {
+		return err
+	}
 	go func() {
 		served <- agent.Serve(actx, agent.ServeConfig{
-			UpstreamList: srv.URL,
-			Identity:     id,
-			Roots:        ca.Pool(),
-			Timeout:      10 * time.Second,
-			Token:        token,
-			Classify:     agent.ClassifierWith(id, cache),
-			Diagnose:     cache.Brief,
-			Ready:        func(base string) { ready <- base },
-			Logger:       log,
+			Policy:   pol,
+			Identity: id,
+			Roots:    ca.Pool(),
+			Timeout:  10 * time.Second,
+			Token:    token,
+			Classify: agent.ClassifierWith(id, cache),
+			Diagnose: cache.Brief,
+			Ready:    func(base string) { ready <- base },
+			Logger:   log,
 		})
 	}()
 	var base string
