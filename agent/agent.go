@@ -28,11 +28,12 @@ import (
 
 	"github.com/goproxy-setup/goproxy-setup/agent/privilege"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
-	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
 // EnvVar is one variable exported to the job.
@@ -276,20 +277,10 @@ func waitHealthy(ctx context.Context, base string, timeout time.Duration) error 
 			err = fmt.Errorf("health status %d", resp.StatusCode)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return redactURLErr(err)
+			return redact.Error(err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// redactURLErr drops the URL (which holds the capability token) from an
-// *url.Error.
-func redactURLErr(err error) error {
-	var ue interface{ Unwrap() error }
-	if errors.As(err, &ue) && strings.Contains(err.Error(), "http://") {
-		return ue.Unwrap()
-	}
-	return err
 }
 
 // Stats are the agent's statistics plus what the bootstrap knows.
@@ -318,7 +309,7 @@ func fetchStats(ctx context.Context, st *State) (*Stats, error) {
 	}
 	resp, err := adminClient.Do(req)
 	if err != nil {
-		return nil, errkind.Mark(errkind.Unreachable, fmt.Errorf("agent (pid %d) does not answer on %s: %w", st.PID, st.Addr, redactURLErr(err)))
+		return nil, errkind.Mark(errkind.Unreachable, fmt.Errorf("agent (pid %d) does not answer on %s: %w", st.PID, st.Addr, redact.Error(err)))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -405,4 +396,3 @@ func IdentityPEM(cert tls.Certificate) (certPEM, keyPEM []byte, err error) {
 }
 
 var _ io.Writer = (*bytes.Buffer)(nil)
-var _ = upstream.Redact

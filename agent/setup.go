@@ -20,6 +20,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
@@ -116,7 +117,7 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	entries := upstream.RouteEntries(pol.DefaultRoute, false)
 	res.Endpoints = pol.Endpoints()
-	res.Upstreams = redactList(entries)
+	res.Upstreams = redact.List(pol.DefaultRoute.List())
 
 	// 2. Identity.
 	if err := os.MkdirAll(res.StateDir, 0o700); err != nil {
@@ -272,22 +273,6 @@ func defaultGoSums(dir string) []string {
 		}
 	}
 	return out
-}
-
-func redactList(entries []Entry) string {
-	var parts []string
-	for i, e := range entries {
-		s := e.String()
-		if i < len(entries)-1 {
-			if e.AnyError {
-				s += "|"
-			} else {
-				s += ","
-			}
-		}
-		parts = append(parts, s)
-	}
-	return strings.Join(parts, "")
 }
 
 // Entry is an upstream list element.

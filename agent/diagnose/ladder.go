@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/module"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
 // recordingResolver resolves with the configured resolver and remembers
@@ -290,7 +292,7 @@ func tcpKind(err error, hp string, step time.Duration) (kind, remedy string) {
 // viaProxy runs the ladder through an HTTP proxy: the proxy resolves the
 // upstream's name, so dns and tcp belong to it.
 func (tr *targetRun) viaProxy(ctx context.Context, pu *url.URL) targetResult {
-	pname := Redact(pu)
+	pname := redact.URL(pu)
 	paddr := pu.Host
 	if pu.Port() == "" {
 		paddr = net.JoinHostPort(pu.Hostname(), map[string]string{"https": "443"}[pu.Scheme]+map[bool]string{true: "80"}[pu.Scheme != "https"])
@@ -832,7 +834,7 @@ func (tr *targetRun) httpStep(ctx context.Context, conn net.Conn, addr string, p
 	case c == 404 || c == 410:
 		res.check = tr.check(LayerHTTP, StatusOK, addr, status, detail+" (the base URL need not serve anything)", "", d)
 	case c >= 300 && c < 400:
-		res.check = tr.check(LayerHTTP, StatusWarn, addr, status, detail+" → "+redactString(resp.Header.Get("Location")),
+		res.check = tr.check(LayerHTTP, StatusWarn, addr, status, detail+" → "+redact.URLString(resp.Header.Get("Location")),
 			"the upstream redirects; the client certificate is not presented to another host: use the final URL in --upstream", d)
 	case c == 401:
 		res.check = tr.check(LayerHTTP, StatusFail, addr, status, detail, "the upstream wants credentials beyond the client certificate: configure them for goproxy-setup's upstream (GOAUTH/.netrc are not sent upstream)", d)

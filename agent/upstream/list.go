@@ -31,7 +31,7 @@ func (e Entry) String() string {
 	case e.Direct:
 		return "direct"
 	}
-	return Redact(e.URL)
+	return redact.URL(e.URL)
 }
 
 // ParseList reads an upstream list with the one parser,
@@ -80,21 +80,4 @@ func Proxies(entries []Entry) []Entry {
 		}
 	}
 	return out
-}
-
-// Redact returns u without user info, query and fragment, and with every
-// path element after the host replaced by "…" when it looks like a secret
-// (a long random token).
-func Redact(u *url.URL) string {
-	if u == nil {
-		return ""
-	}
-	r := url.URL{Scheme: u.Scheme, Host: u.Host}
-	if p := redact.Path(strings.Trim(u.Path, "/")); p != "" {
-		r.Path = "/" + p
-	}
-	if u.User != nil {
-		r.User = url.User("REDACTED")
-	}
-	return r.String()
 }

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"net/url"
 	"strings"
 	"testing"
 )
@@ -61,27 +60,10 @@ func TestParseList(t *testing.T) {
 	}
 }
 
-func TestRedact(t *testing.T) {
+// TestParseListRedacts: a bad element's error never repeats it.
+func TestParseListRedacts(t *testing.T) {
 	t.Parallel()
 	const canary = "Zx81CANARYtok3nAbCdEf0123"
-	for _, test := range []struct{ in, want string }{
-		{"https://proxy.golang.org", "https://proxy.golang.org"},
-		{"https://user:" + canary + "@corp.example/goproxy", "https://REDACTED@corp.example/goproxy"},
-		{"http://127.0.0.1:5000/" + canary + "/golang.org/x/mod/@v/list", "http://127.0.0.1:5000/REDACTED/golang.org/x/mod/@v/list"},
-		{"https://corp.example/p?token=" + canary, "https://corp.example/p"},
-	} {
-		u, err := url.Parse(test.in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := Redact(u)
-		if got != test.want {
-			t.Errorf("Redact(%q) = %q, want %q", test.in, got, test.want)
-		}
-		if strings.Contains(got, canary) {
-			t.Errorf("Redact(%q) leaks the canary", test.in)
-		}
-	}
 	if _, err := ParseList("https://a.example/%zz" + canary); err == nil || strings.Contains(err.Error(), canary) {
 		t.Errorf("ParseList error %v: want an error without the canary", err)
 	}

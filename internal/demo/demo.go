@@ -29,12 +29,13 @@ import (
 
 	"github.com/goproxy-setup/goproxy-setup/agent"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
-	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 	"github.com/goproxy-setup/goproxy-setup/internal/modgen"
 	"github.com/goproxy-setup/goproxy-setup/internal/pki"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
 // Options configures Run.
@@ -239,7 +240,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	goCmd(ctx, gobin, consumer, goEnv(dir, filepath.Join(dir, "modcache-x"), base), "mod", "download")
 	upURL, _ := url.Parse(srv.URL)
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if _, _, ok := cache.Verdict(upstream.Redact(upURL)); ok {
+		if _, _, ok := cache.Verdict(redact.URL(upURL)); ok {
 			break
 		}
 	}
