@@ -394,5 +394,3 @@ func IdentityPEM(cert tls.Certificate) (certPEM, keyPEM []byte, err error) {
 	keyPEM, err = tlsauth.EncodeKey(cert.PrivateKey)
 	return b.Bytes(), keyPEM, err
 }
-
-var _ io.Writer = (*bytes.Buffer)(nil)

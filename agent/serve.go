@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/mod/module"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
@@ -323,7 +324,7 @@ func (f *Fetcher) client(path string) *upstream.Client {
 	}
 	if r, err := proxy.ParsePath(path); err == nil {
 		for _, rc := range f.routes {
-			if matchPatterns(rc.patterns, r.Module) {
+			if module.MatchPrefixPatterns(rc.patterns, r.Module) {
 				return rc.client
 			}
 		}

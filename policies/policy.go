@@ -146,9 +146,6 @@ type Route struct {
 	Private bool
 }
 
-// IsDefault reports whether r is the default route (no patterns).
-func (r Route) IsDefault() bool { return r.Modules == nil }
-
 // List returns the route's upstreams in cmd/go's GOPROXY syntax, e.g.
 // "https://a.example|https://b.example", for display: it holds no basic
 // authentication (see Upstream.Username).

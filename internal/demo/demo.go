@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -344,5 +343,3 @@ func chmodWritable(dir string) {
 		return nil
 	})
 }
-
-var _ = http.StatusOK
