@@ -146,7 +146,7 @@ func (agentBench) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	certFile, keyFile, caFile := filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key"), filepath.Join(dir, "ca.crt")
-	for f, b := range map[string][]byte{certFile: certPEM, keyFile: keyPEM, caFile: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})} {
+	for f, b := range map[string][]byte{certFile: certPEM, keyFile: keyPEM, caFile: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Root.Raw})} {
 		if err := os.WriteFile(f, b, 0o600); err != nil {
 			return err
 		}

@@ -109,7 +109,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "      client certificate: CN=%s, issued by %q, valid until %s\n", clientCert.Leaf.Subject.CommonName, ca.Cert.Subject.CommonName, clientCert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Fprintf(out, "      client certificate: CN=%s, issued by %q, valid until %s\n", clientCert.Leaf.Subject.CommonName, clientCert.Leaf.Issuer.CommonName, clientCert.Leaf.NotAfter.UTC().Format(time.RFC3339))
 
 	say("mTLS module proxy on loopback, serving %d generated modules, requiring a client certificate", len(Modules))
 	var built []*modgen.Built
@@ -145,7 +145,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	defer srv.Close()
 	fmt.Fprintf(out, "      upstream: %s (ssl_verify_client on)\n", srv.URL)
 	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw}), 0o644); err != nil {
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Root.Raw}), 0o644); err != nil {
 		return err
 	}
 	if err := showGoCannot(ctx, out, gobin, srv.URL, dir, caFile); err != nil {
