@@ -211,7 +211,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("demo: run the built program: %w", err)
 	}
-	fmt.Fprintf(out, "      built program prints: %s", o)
+	first, _, _ := bytes.Cut(o, []byte("\n"))
+	fmt.Fprintf(out, "      built program prints: %s\n", first)
 
 	say("warm a fresh module cache from go.sum (verified against every h1: hash), then build offline")
 	mc2 := filepath.Join(dir, "modcache-2")
