@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 // TestDiagnoseCLI: against a healthy mTLS upstream every check is ok (exit

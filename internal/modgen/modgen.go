@@ -2,7 +2,7 @@
 // module version's .info, .mod and .zip in cmd/go's formats with their
 // go.sum hashes, writes a set of them in the GOPROXY layout or serves them
 // over the GOPROXY protocol, and writes a main module that uses them all.
-// The demo, the benchmarks and (through internal/testenv) the tests use it;
+// The demo, the benchmarks and (through internal/testsupport/testenv) the tests use it;
 // it never touches the network.
 package modgen
 

@@ -1,5 +1,5 @@
 // Package pki owns the project's throwaway certificate authorities, for the
-// hermetic demo, the benchmarks and (through internal/testenv) every test:
+// hermetic demo, the benchmarks and (through internal/testsupport/testenv) every test:
 // a root that signs one intermediate, which signs every leaf, all in memory.
 // It is not a CA for production use.
 package pki
