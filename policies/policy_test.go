@@ -532,6 +532,7 @@ func TestWithUpstreamList(t *testing.T) {
 		{"http loopback", "", "http://127.0.0.1:8080", "http://127.0.0.1:8080", false},
 		{"unknown name", "", "corp", `--upstream: "corp" is neither a URL nor an upstream the policy p.hcl declares: write a URL like https://proxy.example.com`, true},
 		{"twice", "", "https://a.example,https://a.example/", "--upstream: upstream https://a.example appears twice: remove the repetition", true},
+		{"twice with user info", "", "https://u:p@a.example,a.example|https://u:p@a.example", "--upstream: upstream https://a.example appears twice: remove the repetition", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

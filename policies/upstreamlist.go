@@ -66,7 +66,6 @@ func (p *Policy) WithUpstreamList(list string) error {
 	var out []*Upstream
 	var added []*Upstream
 	fresh := map[*Upstream]bool{} // upstreams this list creates
-	sawDirect := false
 	for n := 1; list != ""; n++ {
 		elem, sep := list, byte(0)
 		if i := strings.IndexAny(list, ",|"); i >= 0 {
@@ -81,9 +80,6 @@ func (p *Policy) WithUpstreamList(list string) error {
 		if elem == "" {
 			return upstreamListErrorf("element %d is empty: remove the doubled separator", n)
 		}
-		if sawDirect {
-			return upstreamListErrorf("\"direct\" must be the last element: move it to the end")
-		}
 		var u *Upstream
 		switch {
 		case elem == "off":
@@ -97,7 +93,6 @@ func (p *Policy) WithUpstreamList(list string) error {
 			if !p.Direct.Allowed {
 				return upstreamListErrorf("the policy %s does not allow direct fetches: remove \"direct\", or set direct { allowed = true } in the policy", p.Source)
 			}
-			sawDirect = true
 			continue
 		case nameRE.MatchString(elem) && !strings.Contains(elem, "."):
 			if u = p.upstream(elem); u == nil && elem == BuiltinUpstream {
@@ -118,12 +113,10 @@ func (p *Policy) WithUpstreamList(list string) error {
 			if err != nil {
 				return upstreamListErrorf("%v", err)
 			}
-			if user == "" && password == "" {
-				for _, d := range append(p.Upstreams, added...) {
-					if d.URL == norm && !d.BasicAuth() {
-						u = d
-						break
-					}
+			for _, d := range append(p.Upstreams, added...) {
+				if d.URL == norm && d.Username == user && d.Password == Secret(password) {
+					u = d
+					break
 				}
 			}
 			if u == nil {
