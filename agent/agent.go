@@ -28,11 +28,12 @@ import (
 
 	"github.com/goproxy-setup/goproxy-setup/agent/privilege"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
-	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
 // EnvVar is one variable exported to the job.
@@ -296,20 +297,10 @@ func waitHealthy(ctx context.Context, base string, timeout time.Duration) error 
 			err = fmt.Errorf("health status %d", resp.StatusCode)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return redactURLErr(err)
+			return redact.Error(err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// redactURLErr drops the URL (which holds the capability token) from an
-// *url.Error.
-func redactURLErr(err error) error {
-	var ue interface{ Unwrap() error }
-	if errors.As(err, &ue) && strings.Contains(err.Error(), "http://") {
-		return ue.Unwrap()
-	}
-	return err
 }
 
 // Stats are the agent's statistics plus what the bootstrap knows.
@@ -340,7 +331,7 @@ func fetchStats(ctx context.Context, st *State) (*Stats, error) {
 	if err != nil {
 		// The agent is a process on this machine: its silence is a local
 		// fault (it crashed or was killed), not the upstream's.
-		return nil, errkind.Mark(errkind.Local, fmt.Errorf("agent (pid %d) does not answer on %s: %w; it stopped or crashed: see its log %s, and start it again with 'goproxy-setup run'", st.PID, st.Addr, redactURLErr(err), st.Log))
+		return nil, errkind.Mark(errkind.Local, fmt.Errorf("agent (pid %d) does not answer on %s: %w; it stopped or crashed: see its log %s, and start it again with 'goproxy-setup run'", st.PID, st.Addr, redact.Error(err), st.Log))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -425,6 +416,3 @@ func IdentityPEM(cert tls.Certificate) (certPEM, keyPEM []byte, err error) {
 	keyPEM, err = tlsauth.EncodeKey(cert.PrivateKey)
 	return b.Bytes(), keyPEM, err
 }
-
-var _ io.Writer = (*bytes.Buffer)(nil)
-var _ = upstream.Redact

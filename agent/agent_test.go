@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
@@ -162,7 +162,7 @@ route {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := NewFetcher(pol, "", nil, nil, 5*time.Second, nil)
+	f, err := NewFetcher(pol, nil, nil, 5*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

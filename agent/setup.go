@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +22,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
@@ -31,9 +30,11 @@ import (
 // Config configures Setup: the Contract's shared flags plus the front
 // end's choices.
 type Config struct {
-	// Upstream is the upstream list in GOPROXY syntax; empty uses the
-	// policy's default route.
-	Upstream string
+	// Upstream is the --upstream list (policies.Policy.WithUpstreamList
+	// gives the syntax); it replaces the policy's default route when
+	// UpstreamSet, and an empty one is then bad input.
+	Upstream    string
+	UpstreamSet bool
 	// ClientCert and ClientKey are PEM files; CACert extra roots.
 	ClientCert, ClientKey, CACert string
 	// Policy is a policy file; empty for the built-in defaults.
@@ -115,34 +116,18 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 		res.StateDir = DefaultStateDir()
 	}
 
-	// 1. Policy.
-	pol := policies.Default()
-	if cfg.Policy != "" {
-		p, err := policies.Load(cfg.Policy)
-		if err != nil {
-			return res, err
-		}
-		pol = p
-	}
-	list := cfg.Upstream
-	if list == "" {
-		list = pol.DefaultRoute.List()
-	}
-	entries, err := upstream.ParseList(list)
+	// 1. Policy: the one path from policy to routes to the exported
+	// GOPROXY (policies.Resolve), the same in the agent process.
+	pol, err := policies.Resolve(cfg.Policy, cfg.Upstream, cfg.UpstreamSet)
 	if err != nil {
 		return res, err
 	}
-	if upstream.GoproxySuffix(entries) != "" && !pol.Direct.Allowed && cfg.Policy != "" {
-		return res, errkind.Mark(errkind.BadInput, fmt.Errorf("upstream list %q ends with direct, which policy %s does not allow: remove direct or set direct { allowed = true }", list, cfg.Policy))
-	}
+	entries := upstream.RouteEntries(pol.DefaultRoute, false)
 	if err := checkGoEnv(); err != nil {
 		return res, err
 	}
 	res.Endpoints = pol.Endpoints()
-	if cfg.Upstream != "" {
-		res.Endpoints = endpoints(entries)
-	}
-	res.Upstreams = redactList(entries)
+	res.Upstreams = redact.List(pol.DefaultRoute.List())
 
 	// 2. Identity.
 	if err := os.MkdirAll(res.StateDir, 0o700); err != nil {
@@ -211,7 +196,10 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	args := []string{"--upstream", list, "--timeout", cfg.Timeout.String()}
+	args := []string{"--timeout", cfg.Timeout.String()}
+	if cfg.UpstreamSet {
+		args = append(args, "--upstream", cfg.Upstream)
+	}
 	if sep.privateDir != "" {
 		args = append(args, "--private-dir", sep.privateDir)
 	}
@@ -247,9 +235,6 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 
 	// 5. Environment.
 	res.Env = pol.GoEnv(st.BaseURL)
-	if sfx := upstream.GoproxySuffix(entries); sfx != "" && !strings.HasSuffix(res.Env[0].Value, "direct") {
-		res.Env[0].Value += sfx
-	}
 
 	// 6. Warm.
 	if cfg.Warm {
@@ -309,22 +294,6 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	return res, MarkSetupDone(ctx, res.StateDir)
 }
 
-// endpoints returns the host:port of every proxy in entries.
-func endpoints(entries []Entry) []string {
-	var out []string
-	for _, e := range upstream.Proxies(entries) {
-		port := e.URL.Port()
-		if port == "" {
-			port = map[string]string{"https": "443", "http": "80"}[e.URL.Scheme]
-		}
-		hp := net.JoinHostPort(e.URL.Hostname(), port)
-		if !slices.Contains(out, hp) {
-			out = append(out, hp)
-		}
-	}
-	return out
-}
-
 func defaultGoSums(dir string) []string {
 	var out []string
 	for _, f := range []string{"go.sum", "go.work.sum"} {
@@ -334,22 +303,6 @@ func defaultGoSums(dir string) []string {
 		}
 	}
 	return out
-}
-
-func redactList(entries []Entry) string {
-	var parts []string
-	for i, e := range entries {
-		s := e.String()
-		if i < len(entries)-1 {
-			if e.AnyError {
-				s += "|"
-			} else {
-				s += ","
-			}
-		}
-		parts = append(parts, s)
-	}
-	return strings.Join(parts, "")
 }
 
 // Entry is an upstream list element.

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 // TestEncryptedKey: an encrypted key, legacy PEM (Proc-Type: 4,ENCRYPTED)

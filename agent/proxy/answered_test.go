@@ -17,7 +17,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 // testClassify is diagnose.Classify with the contract of Config.Classify

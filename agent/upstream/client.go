@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
 // Error is an upstream request that failed: a transport error or an HTTP
@@ -136,7 +137,7 @@ func New(opts Options) *Client {
 		if e.URL == nil {
 			continue
 		}
-		c.circuits[i] = newCircuit(opts.Breaker, Redact(e.URL), log, ctx, c.prober(e))
+		c.circuits[i] = newCircuit(opts.Breaker, redact.URL(e.URL), log, ctx, c.prober(e))
 	}
 	return c
 }
@@ -228,7 +229,7 @@ func (c *Client) Get(ctx context.Context, path string) (*http.Response, error) {
 		if ctx.Err() != nil || !e.AnyError {
 			break
 		}
-		c.log.Warn("upstream failed, trying the next one ('|' in the list)", "upstream", Redact(e.URL), "error", err)
+		c.log.Warn("upstream failed, trying the next one ('|' in the list)", "upstream", redact.URL(e.URL), "error", err)
 	}
 	if len(errs) == 0 {
 		return nil, errkind.Mark(errkind.BadInput, errors.New("no proxy URL in the upstream list: add one, e.g. https://proxy.golang.org"))
@@ -263,7 +264,7 @@ func (c *Client) getVia(ctx context.Context, ci *circuit, e Entry, path string) 
 	if ok, cerr := ci.allow(); !ok {
 		u := *e.URL
 		u.Path = strings.TrimSuffix(u.Path, "/") + "/" + path
-		return nil, &Error{Upstream: Redact(e.URL), URL: Redact(&u), Err: cerr}
+		return nil, &Error{Upstream: redact.URL(e.URL), URL: redact.URL(&u), Err: cerr}
 	}
 	resp, err := c.get(ctx, e, path)
 	switch {
@@ -278,7 +279,7 @@ func (c *Client) getVia(ctx context.Context, ci *circuit, e Entry, path string) 
 		// A body that breaks mid-stream counts against the upstream too.
 		u := *e.URL
 		u.Path = strings.TrimSuffix(u.Path, "/") + "/" + path
-		resp.Body = &breakerBody{ReadCloser: resp.Body, ci: ci, ctx: ctx, upstream: Redact(e.URL), url: Redact(&u)}
+		resp.Body = &breakerBody{ReadCloser: resp.Body, ci: ci, ctx: ctx, upstream: redact.URL(e.URL), url: redact.URL(&u)}
 	}
 	return resp, err
 }
@@ -311,7 +312,7 @@ func (c *Client) get(ctx context.Context, e Entry, path string) (*http.Response,
 	u.RawPath = ""
 	if strings.Contains(path, "%") {
 		// Escaped paths never contain '%'; refuse rather than double-decode.
-		return nil, &Error{Upstream: Redact(e.URL), URL: Redact(&u), Err: errors.New("path contains '%'")}
+		return nil, &Error{Upstream: redact.URL(e.URL), URL: redact.URL(&u), Err: errors.New("path contains '%'")}
 	}
 	reqCtx, cancel := ctx, context.CancelFunc(func() {})
 	if c.timeout > 0 {
@@ -320,7 +321,7 @@ func (c *Client) get(ctx context.Context, e Entry, path string) (*http.Response,
 	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		cancel()
-		return nil, &Error{Upstream: Redact(e.URL), URL: Redact(&u), Err: err}
+		return nil, &Error{Upstream: redact.URL(e.URL), URL: redact.URL(&u), Err: err}
 	}
 	var timer *time.Timer
 	if c.timeout > 0 {
@@ -336,13 +337,13 @@ func (c *Client) get(ctx context.Context, e Entry, path string) (*http.Response,
 		if errors.As(err, &ue) {
 			err = ue.Err // its message repeats the unredacted URL
 		}
-		return nil, &Error{Upstream: Redact(e.URL), URL: Redact(&u), Err: err}
+		return nil, &Error{Upstream: redact.URL(e.URL), URL: redact.URL(&u), Err: err}
 	}
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 		resp.Body.Close()
 		cancel()
-		return nil, &Error{Upstream: Redact(e.URL), URL: Redact(&u), StatusCode: resp.StatusCode, Body: string(b)}
+		return nil, &Error{Upstream: redact.URL(e.URL), URL: redact.URL(&u), StatusCode: resp.StatusCode, Body: string(b)}
 	}
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil

@@ -56,7 +56,8 @@ func (s *setupFlags) config() agent.Config {
 		agentArgs = append(agentArgs, "--log-format", s.logFormat)
 	}
 	return agent.Config{
-		Upstream:    s.upstream,
+		Upstream:    s.upstream.val,
+		UpstreamSet: s.upstream.set,
 		ClientCert:  s.clientCert,
 		ClientKey:   s.clientKey,
 		CACert:      s.caCert,
