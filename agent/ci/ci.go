@@ -25,29 +25,23 @@ import (
 	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+	"github.com/goproxy-setup/goproxy-setup/policies"
 )
 
-// EnvVar is one variable exported to the job's later steps.
-type EnvVar struct {
-	// Name is the variable name, [A-Za-z_][A-Za-z0-9_]*.
-	Name string `json:"name"`
-	// Value is the variable's value; it holds no newline, carriage return
-	// or NUL.
-	Value string `json:"value"`
-}
+// EnvVar is one variable exported to the job's later steps: the policy's
+// own type, so the bootstrap's environment reaches the adapters unconverted.
+// Name is [A-Za-z_][A-Za-z0-9_]*; Value holds no newline, carriage return
+// or NUL (ValidateVar).
+type EnvVar = policies.EnvVar
 
 // ErrInvalid is the sentinel for names and values that cannot be handed to a
 // CI file command safely; errors wrapping it are bad input.
 var ErrInvalid = errors.New("invalid CI variable")
 
-// ValidName reports whether name can be an environment variable or dotenv
-// key in every CI this package supports: [A-Za-z_][A-Za-z0-9_]*.
-func ValidName(name string) bool { return validName(name, false) }
-
-// ValidOutputName reports whether name can be a GitHub step output:
-// ValidName's characters plus '-' after the first (setup-go's "cache-hit").
-func ValidOutputName(name string) bool { return validName(name, true) }
-
+// validName reports whether name can be an environment variable or dotenv
+// key in every CI this package supports, [A-Za-z_][A-Za-z0-9_]*, or with
+// dash a GitHub step output, which also allows '-' after the first
+// character (setup-go's "cache-hit").
 func validName(name string, dash bool) bool {
 	if name == "" {
 		return false
@@ -200,8 +194,12 @@ type Stats struct {
 	Requests int64
 	// Bytes is the number of bytes it served.
 	Bytes int64
-	// ErrorsByLayer counts failed upstream fetches by Contract layer name.
+	// ErrorsByLayer counts failed upstream fetches of the whole job (setup
+	// included) by Contract layer name.
 	ErrorsByLayer map[string]int64
+	// Failures counts every failed upstream fetch of the job, setup
+	// included.
+	Failures int64
 	// FailedAfterSetup counts fetches that failed after setup finished:
 	// the job then built with an incomplete module cache.
 	FailedAfterSetup int
