@@ -292,11 +292,14 @@ func (g *GitLab) NoAgent(stateDir string) error {
 // same headline as the summary (statsHeadline).
 func WriteStatsText(w io.Writer, s *Stats, red *Redactor) error {
 	var b bytes.Buffer
-	_, text := statsHeadline(s)
+	_, head, tail := statsHeadline(s)
 	if s.FailedAfterSetup > 0 {
-		text = "FAILED: " + text
+		head = "FAILED: " + head
 	}
-	fmt.Fprintf(&b, "%s\n", text)
+	if tail != "" {
+		head += ": " + tail
+	}
+	fmt.Fprintf(&b, "%s\n", head)
 	fmt.Fprintf(&b, "requests: %d, served %s, upstream latency p50 %s p90 %s p99 %s\n", s.Requests, HumanBytes(s.Bytes), HumanDuration(s.Latency.P50), HumanDuration(s.Latency.P90), HumanDuration(s.Latency.P99))
 	for _, l := range sortedLayers(s.ErrorsByLayer) {
 		fmt.Fprintf(&b, "errors at %s (whole job): %d\n", l, s.ErrorsByLayer[l])

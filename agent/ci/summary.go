@@ -119,18 +119,20 @@ func noAgentMessage(stateDir string) string {
 // statsHeadline is the one verdict of a stop report, the same in the log and
 // the summary: failures after setup fail the job; failures during setup were
 // the setup step's (which reported them); only a job without any says
-// nothing failed.
-func statsHeadline(s *Stats) (icon, text string) {
+// nothing failed. head is the verdict, tail its explanation.
+func statsHeadline(s *Stats) (icon, head, tail string) {
 	during := setupFailures(s)
 	switch {
-	case s.FailedAfterSetup > 0 && during > 0:
-		return ":x:", fmt.Sprintf("%d fetches failed after setup (and %d during setup): later steps asked for modules the agent could not get", s.FailedAfterSetup, during)
 	case s.FailedAfterSetup > 0:
-		return ":x:", fmt.Sprintf("%d fetches failed after setup: later steps asked for modules the agent could not get", s.FailedAfterSetup)
+		tail = "later steps asked for modules the agent could not get"
+		if during > 0 {
+			tail = fmt.Sprintf("%s (and %d failed during setup)", tail, during)
+		}
+		return ":x:", fmt.Sprintf("%d fetches failed after setup", s.FailedAfterSetup), tail
 	case during > 0:
-		return ":warning:", fmt.Sprintf("%d fetches failed during setup, none after it: the setup step reported them and its diagnosis", during)
+		return ":warning:", fmt.Sprintf("%d fetches failed during setup, none after it", during), "the setup step reported them with its diagnosis"
 	}
-	return ":white_check_mark:", "No fetch failed."
+	return ":white_check_mark:", "No fetch failed after setup.", ""
 }
 
 // WriteStopSummary writes the Markdown summary of the agent's final stats.
@@ -139,11 +141,14 @@ func statsHeadline(s *Stats) (icon, text string) {
 func WriteStopSummary(w io.Writer, s *Stats, red *Redactor) error {
 	var b bytes.Buffer
 	b.WriteString("## goproxy-setup report\n\n")
-	icon, text := statsHeadline(s)
-	if s.FailedAfterSetup > 0 {
-		fmt.Fprintf(&b, "%s **%s**; see the errors by layer below and the agent log in the state directory.\n\n", icon, text)
-	} else {
-		fmt.Fprintf(&b, "%s %s\n\n", icon, text)
+	icon, head, tail := statsHeadline(s)
+	switch {
+	case s.FailedAfterSetup > 0:
+		fmt.Fprintf(&b, "%s **%s**: %s; see the errors by layer below and the agent log in the state directory.\n\n", icon, head, tail)
+	case tail != "":
+		fmt.Fprintf(&b, "%s **%s**: %s.\n\n", icon, head, tail)
+	default:
+		fmt.Fprintf(&b, "%s %s\n\n", icon, head)
 	}
 	b.WriteString("| Requests | Served | Upstream p50 | p90 | p99 |\n| --- | --- | --- | --- | --- |\n")
 	fmt.Fprintf(&b, "| %d | %s | %s | %s | %s |\n", s.Requests, HumanBytes(s.Bytes), HumanDuration(s.Latency.P50), HumanDuration(s.Latency.P90), HumanDuration(s.Latency.P99))
