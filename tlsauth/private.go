@@ -58,9 +58,10 @@ func (d *PrivateDir) Write(name string, data []byte) (string, error) {
 // CopyKey copies the key file src into the directory as name (mode 0600)
 // and returns the copy's path. It refuses a symbolic link and anything but a
 // regular file, so a link planted in place of src cannot make it copy
-// another file. Errors name src, never its content.
+// another file, and opens without blocking, so a FIFO cannot hang it.
+// Errors name src, never its content.
 func (d *PrivateDir) CopyKey(src, name string) (string, error) {
-	f, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return "", errkind.Mark(errkind.BadInput, fmt.Errorf("read client key %s: %w", src, err))
 	}
