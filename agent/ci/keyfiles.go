@@ -1,11 +1,14 @@
 package ci
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 
+	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
 
@@ -76,7 +79,20 @@ func (g *GitHub) KeyFiles(cert, key string) (*KeyFiles, error) {
 // fresh private directory (0700, the copy 0600) inside the same job
 // temporary directory, and the copy is used. Any other key file is used as
 // given, so the custody check still refuses a readable key anywhere else.
+//
+// PEM content where a path belongs (a plain variable holding the PEM) is
+// refused with GitLab's advice (GitLabPEMAdvice), never echoed.
 func (g *GitLab) KeyFiles(cert, key string) (*KeyFiles, error) {
+	var errs []error
+	for _, in := range []struct{ v, what, env string }{{cert, "client certificate", "GOPROXY_SETUP_CLIENT_CERT"}, {key, "client key", "GOPROXY_SETUP_CLIENT_KEY"}} {
+		if isPEM(in.v) {
+			g.red.Add(in.v)
+			errs = append(errs, fmt.Errorf("%s: the value is PEM content, not a path: %s", in.what, GitLabPEMAdvice(in.env)))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, errkind.Mark(errkind.BadInput, err)
+	}
 	k := &KeyFiles{Cert: cert, Key: key}
 	if key == "" || !IsFileVariable(key, g.getenv) {
 		return k, nil
@@ -96,6 +112,16 @@ func (g *GitLab) KeyFiles(cert, key string) (*KeyFiles, error) {
 	}
 	k.Key, k.Copied, k.priv = path, true, priv
 	return k, nil
+}
+
+// GitLabPEMAdvice is how the GitLab front end tells a user to hand over
+// PEM content (a certificate or key) in variable env. GitLab masks only
+// single-line values without spaces, so PEM content cannot be masked: the
+// advice is a "file" variable, protected, never "masked".
+func GitLabPEMAdvice(env string) string {
+	return fmt.Sprintf("make %s a \"file\" variable (Settings > CI/CD > Variables, type File) so that GitLab hands the job a path; "+
+		"GitLab cannot mask PEM content (it masks only single-line values without spaces), so mark the variable Protected and "+
+		"limit who can edit CI/CD settings instead; goproxy-setup never prints key material", env)
 }
 
 // fileVariableDirs returns the directories GitLab writes "file" variables

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
@@ -257,5 +258,33 @@ func TestGitHubKeyFiles(t *testing.T) {
 	kf, err = gh.KeyFiles("/etc/cert.pem", "/etc/key.pem")
 	if err != nil || kf.Cert != "/etc/cert.pem" || kf.Key != "/etc/key.pem" || kf.Copied {
 		t.Errorf("KeyFiles(paths) = %+v, %v, want the paths unchanged", kf, err)
+	}
+}
+
+// TestGitLabPEMContent: PEM content in a plain variable is refused as bad
+// input with advice that can be followed (a protected "file" variable, not
+// masking), and the content is never echoed.
+func TestGitLabPEMContent(t *testing.T) {
+	t.Parallel()
+	leaf := testenv.NewCA(t).Issue(t, testenv.CertSpec{Client: true})
+	gl := NewGitLab(GitLabConfig{Log: io.Discard, Getenv: func(string) string { return "" }})
+	_, err := gl.KeyFiles("/etc/client.crt", string(leaf.KeyPEM))
+	if errkind.Of(err) != errkind.BadInput {
+		t.Fatalf("KeyFiles(PEM key) = %v, want bad input", err)
+	}
+	for _, want := range []string{"client key: the value is PEM content, not a path", "GOPROXY_SETUP_CLIENT_KEY a \"file\" variable", "cannot mask PEM content", "Protected"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	body := strings.Split(strings.TrimSpace(string(leaf.KeyPEM)), "\n")[1]
+	if strings.Contains(err.Error(), body) {
+		t.Errorf("error echoes the key")
+	}
+	if got := gl.Redactor().String("x " + body); strings.Contains(got, body) {
+		t.Errorf("the key content is not registered with the redactor")
+	}
+	if strings.Contains(strings.ToLower(GitLabPEMAdvice("X")), "mark it masked") || strings.Contains(GitLabPEMAdvice("X"), "\"masked\"") {
+		t.Errorf("advice tells the user to mask PEM content: %s", GitLabPEMAdvice("X"))
 	}
 }
