@@ -27,8 +27,8 @@ type Error struct {
 	URL string
 	// StatusCode is the HTTP status, or 0 for a transport error.
 	StatusCode int
-	// Body is the start of the response body (at most 1 KiB), for
-	// not-found and server errors.
+	// Body is the start of the response body (at most 1 KiB), as the
+	// upstream sent it; Text returns it fit to relay.
 	Body string
 	// Err is the transport error, or nil.
 	Err error
@@ -38,7 +38,14 @@ func (e *Error) Error() string {
 	if e.Err != nil {
 		return fmt.Sprintf("GET %s: %v", e.URL, e.Err)
 	}
-	return fmt.Sprintf("GET %s: unexpected status %d %s", e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+	msg := fmt.Sprintf("GET %s: unexpected status %d %s", e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+	if e.Answered() {
+		msg = fmt.Sprintf("GET %s: the upstream answered %d %s", e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+	}
+	if t := e.Text(); t != "" {
+		msg += ": " + strings.ReplaceAll(t, "\n", " / ")
+	}
+	return msg
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -61,6 +68,10 @@ func (e *Error) Temporary() bool {
 func (e *Error) Timeout() bool {
 	if e.Err == nil {
 		return e.StatusCode == http.StatusGatewayTimeout
+	}
+	if errkind.IsLocalIO(e.Err) {
+		// Asked first: a syscall.Errno (EMFILE…) passes for a net.Error.
+		return false
 	}
 	var ne net.Error
 	return errors.Is(e.Err, context.DeadlineExceeded) || errors.Is(e.Err, os.ErrDeadlineExceeded) || errors.Is(e.Err, ErrIdleBody) || (errors.As(e.Err, &ne) && ne.Timeout())
@@ -182,8 +193,11 @@ func (c *Client) Entries() []Entry { return c.entries }
 // Get fetches path (a GOPROXY protocol path relative to the proxy root,
 // already escaped, no leading slash, e.g. "golang.org/x/mod/@v/list") and
 // returns the first successful response, whose body the caller must close.
-// When every entry failed, the error is the last *Error (an errors.Join of
-// all of them is available through errors.As on each *Error).
+// When every entry failed, the error is the last *Error, marked with its
+// kind (internal/errkind): Answered when the upstream answered a 4xx
+// (404 and 410 included; see Error.Answered), Canceled when ctx was
+// cancelled, Local for a limit of this machine (errkind.IsLocalIO: too many
+// open files…), else Unreachable (transport errors, timeouts, 5xx).
 func (c *Client) Get(ctx context.Context, path string) (*http.Response, error) {
 	if strings.HasPrefix(path, "/") {
 		path = path[1:]
@@ -220,8 +234,16 @@ func (c *Client) Get(ctx context.Context, path string) (*http.Response, error) {
 		return nil, errkind.Mark(errkind.BadInput, errors.New("no proxy URL in the upstream list: add one, e.g. https://proxy.golang.org"))
 	}
 	last := errs[len(errs)-1]
-	if IsNotFound(last) {
-		return nil, last
+	var ue *Error
+	switch {
+	case errors.As(last, &ue) && ue.Answered():
+		// 404/410 included: the upstream works and said no.
+		return nil, errkind.Mark(errkind.Answered, last)
+	case errors.Is(ctx.Err(), context.Canceled):
+		return nil, errkind.Mark(errkind.Canceled, last)
+	case errkind.IsLocalIO(last):
+		// This machine's limits (too many open files…), not the network.
+		return nil, errkind.Mark(errkind.Local, last)
 	}
 	return nil, errkind.Mark(errkind.Unreachable, last)
 }
