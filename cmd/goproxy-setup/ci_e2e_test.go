@@ -194,10 +194,29 @@ func TestGitLabLocalFault(t *testing.T) {
 	if !strings.HasPrefix(last, "goproxy-setup: setup failed (") {
 		t.Errorf("last line %q, want main's one-line pointer", last)
 	}
-	if strings.Contains(stderr, "local fault") && code != 1 {
-		t.Errorf("a local fault exits %d, want 1", code)
+	if code != 1 {
+		t.Errorf("a local fault exits %d, want 1\n%s", code, stderr)
 	}
-	t.Logf("exit %d; setup classified the fault as: %s\n%s", code, last, stderr)
+	for _, want := range []string{"goproxy-setup failed: local fault", "not the upstream", "point GOMODCACHE elsewhere", "setup failed (local fault, exit 1)"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	for _, bad := range []string{"failing layer", "diagnosis:", "checks ok"} {
+		if strings.Contains(stderr, bad) {
+			t.Errorf("a local fault is shown as a network diagnosis (%q):\n%s", bad, stderr)
+		}
+	}
+	if !strings.Contains(string(dotenv), "GOPROXY_SETUP_FAILURE=local\n") {
+		t.Errorf("dotenv lacks GOPROXY_SETUP_FAILURE=local:\n%s", dotenv)
+	}
+	b, err := os.ReadFile(filepath.Join(project, "goproxy-setup.junit.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `type="local"`) || !strings.Contains(string(b), `message="local fault: `) {
+		t.Errorf("JUnit failure does not name the local fault:\n%s", b)
+	}
 }
 
 // TestGitHubNoEscapes: the GitHub front end's logger writes through the
