@@ -3,9 +3,13 @@
 // GITHUB_OUTPUT file commands, the job summary), the
 // GitLab adapter (collapsible log sections, shell export lines, the dotenv
 // artifact, the JUnit report) and the plain-shell formats (shell, dotenv,
-// JSON). It renders what the bootstrap in package agent produced; it never
-// starts anything itself and sits below agent in the import graph, so the
-// command layer converts agent's results into the types declared here.
+// JSON). FrontEnd is the one interface GitHub and GitLab implement; the
+// setup and report flow over it is written once, in package agent
+// (RunFrontEnd, ReportFrontEnd), which also converts its results into the
+// Outcome and Stats declared here, once. This package renders; it never
+// starts anything itself and sits below agent in the import graph. It also
+// applies each CI's rules for key material (KeyFiles), writing private
+// copies through tlsauth.PrivateDir.
 //
 // Everything that leaves this package goes through two gates: names and
 // values are validated before they reach a CI file command (a value must not
@@ -147,8 +151,8 @@ func (r *Redactor) String(s string) string {
 	return s
 }
 
-// Diagnosis renders a failed run's layer-by-layer diagnosis. The command
-// layer adapts agent/diagnose's report to it, which keeps this package free
+// Diagnosis renders a failed run's layer-by-layer diagnosis. Package agent
+// adapts agent/diagnose's report to it, which keeps this package free
 // of the diagnose renderers' signatures and lets tests use a fixed text.
 type Diagnosis interface {
 	// Verdict returns the failing layer (a Contract layer name such as
@@ -231,7 +235,10 @@ type Outcome struct {
 	Warnings []string
 	// Err is the setup's error; nil on success.
 	Err error
-	// Diagnosis is the failure's report; nil when there is none.
+	// Diagnosis is the failure's report; nil when there is none. The
+	// renderers show it only for a transport failure (errkind.Unreachable):
+	// a local fault or an upstream's answer is never shown as a network
+	// layer.
 	Diagnosis Diagnosis
 	// ReportPath is where the full report was written; empty when none.
 	ReportPath string
