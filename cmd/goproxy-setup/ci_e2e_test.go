@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 // gitlabJobEnv lays out a GitLab job the way gitlab-runner does (the
