@@ -9,14 +9,17 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
+	"github.com/goproxy-setup/goproxy-setup/agent/privilege"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
@@ -54,6 +57,10 @@ type Config struct {
 	Executable string
 	// AgentArgs are extra flags for the agent process (log level…).
 	AgentArgs []string
+	// JobUser is the user (name or uid) whose steps use the agent: with
+	// the peer check the agent serves only it and root. Empty: the user
+	// running Setup.
+	JobUser string
 	// AgentUser and AgentUID override the policy's agent user; AgentDir
 	// is the user's private directory (default <StateDir>/private).
 	AgentUser string
@@ -135,10 +142,18 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	res.Upstreams = redactList(entries)
 
 	// 2. Identity.
-	if err := os.MkdirAll(res.StateDir, 0o700); err != nil {
-		return res, errkind.Mark(errkind.BadInput, fmt.Errorf("state dir: %w", err))
+	d, err := openStateDir(res.StateDir)
+	if err != nil {
+		return res, err
 	}
-	handoff := Handoff{Env: NetworkEnv()}
+	d.Close()
+	jobUID, err := resolveJobUser(cfg.JobUser)
+	if err != nil {
+		return res, err
+	}
+	// The upstream list may hold a password: it travels in the handoff,
+	// never on the agent's command line.
+	handoff := privilege.Secrets{Env: privilege.NetworkEnv(), Upstream: cfg.Upstream, JobUID: jobUID}
 	if handoff.Token, err = proxy.NewToken(); err != nil {
 		return res, err
 	}
@@ -201,7 +216,7 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	args := []string{"--upstream", list, "--timeout", cfg.Timeout.String()}
+	args := []string{"--timeout", cfg.Timeout.String()}
 	if sep.privateDir != "" {
 		args = append(args, "--private-dir", sep.privateDir)
 	}
@@ -277,6 +292,22 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Elapsed = time.Since(start)
 	return res, MarkSetupDone(ctx, res.StateDir)
+}
+
+// resolveJobUser returns the uid of the job's user: name is a user name or
+// a numeric uid; empty is the user running this process.
+func resolveJobUser(name string) (int, error) {
+	if name == "" {
+		return os.Getuid(), nil
+	}
+	if uid, err := strconv.Atoi(name); err == nil && uid >= 0 {
+		return uid, nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return -1, errkind.Mark(errkind.BadInput, fmt.Errorf("--job-user %q: %w (give an existing user name or a uid)", name, err))
+	}
+	return strconv.Atoi(u.Uid)
 }
 
 // endpoints returns the host:port of every proxy in entries.

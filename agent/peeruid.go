@@ -1,0 +1,92 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+)
+
+// errPeerNotFound: the peer's socket is not in /proc/net/tcp{,6} (it closed
+// already, or lives in another network namespace).
+var errPeerNotFound = errors.New("peer socket not found")
+
+// procNetTCP are the kernel's socket tables read by peerUID, as identd reads
+// them. Variables for tests of the fallback.
+var procNetTCP, procNetTCP6 = "/proc/net/tcp", "/proc/net/tcp6"
+
+// peerLookupAvailable reports whether peerUID can work here (Linux with
+// /proc mounted); the reason when it cannot.
+func peerLookupAvailable() error {
+	f, err := os.Open(procNetTCP)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// peerUID returns the uid owning the client end of an accepted loopback TCP
+// connection: the socket whose local address is the connection's remote
+// address and whose remote address is its local one, looked up in
+// /proc/net/tcp (IPv4) or /proc/net/tcp6 (IPv6, and IPv4-mapped peers).
+func peerUID(local, remote net.Addr) (int, error) {
+	l, ok1 := local.(*net.TCPAddr)
+	r, ok2 := remote.(*net.TCPAddr)
+	if !ok1 || !ok2 {
+		return -1, fmt.Errorf("peer lookup: not a TCP connection (%T)", remote)
+	}
+	if l4, r4 := l.IP.To4(), r.IP.To4(); l4 != nil && r4 != nil {
+		uid, err := scanProcNet(procNetTCP, sockKey4(r4, r.Port, l4, l.Port))
+		if !errors.Is(err, errPeerNotFound) {
+			return uid, err
+		}
+	}
+	return scanProcNet(procNetTCP6, sockKey6(r.IP.To16(), r.Port, l.IP.To16(), l.Port))
+}
+
+// sockKey4 is how /proc/net/tcp prints a socket's "local remote" address
+// pair: each IPv4 address as its 32-bit word in host byte order, in hex.
+func sockKey4(src net.IP, sport int, dst net.IP, dport int) []byte {
+	return fmt.Appendf(nil, " %08X:%04X %08X:%04X ", binary.NativeEndian.Uint32(src), sport, binary.NativeEndian.Uint32(dst), dport)
+}
+
+// sockKey6 is the IPv6 form: four 32-bit words, each in host byte order.
+func sockKey6(src net.IP, sport int, dst net.IP, dport int) []byte {
+	w := func(ip net.IP) string {
+		var b []byte
+		for i := 0; i < 16; i += 4 {
+			b = fmt.Appendf(b, "%08X", binary.NativeEndian.Uint32(ip[i:i+4]))
+		}
+		return string(b)
+	}
+	return fmt.Appendf(nil, " %s:%04X %s:%04X ", w(src), sport, w(dst), dport)
+}
+
+// scanProcNet finds the line holding key and returns its uid column.
+func scanProcNet(path string, key []byte) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return -1, fmt.Errorf("peer lookup: %w", err)
+	}
+	i := bytes.Index(b, key)
+	if i < 0 {
+		return -1, errPeerNotFound
+	}
+	line := b[i:]
+	if j := bytes.IndexByte(line, '\n'); j >= 0 {
+		line = line[:j]
+	}
+	// After the addresses: st tx:rx tr:when retrnsmt uid …
+	f := bytes.Fields(line)
+	if len(f) < 7 {
+		return -1, fmt.Errorf("peer lookup: short line in %s", path)
+	}
+	uid, err := strconv.Atoi(string(f[6]))
+	if err != nil {
+		return -1, fmt.Errorf("peer lookup: uid column in %s: %w", path, err)
+	}
+	return uid, nil
+}
