@@ -70,6 +70,8 @@ type guard struct {
 	lookup bool
 	log    hclog.Logger
 
+	snap procSnapshot
+
 	mu     sync.Mutex
 	byUID  map[int]int
 	owner  int
@@ -155,7 +157,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &guardConn{Conn: c, g: l.g, uid: unknownUID}, nil
+	return &guardConn{Conn: c, g: l.g, uid: unknownUID, accepted: time.Now()}, nil
 }
 
 // guardConn identifies its peer on the first Read, in the connection's own
@@ -164,6 +166,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 type guardConn struct {
 	net.Conn
 	g        *guard
+	accepted time.Time
 	once     sync.Once
 	uid      int
 	admitted bool
@@ -173,7 +176,7 @@ type guardConn struct {
 func (c *guardConn) identify() {
 	c.once.Do(func() {
 		if c.g.lookup {
-			uid, err := peerUID(c.LocalAddr(), c.RemoteAddr())
+			uid, err := c.g.snap.peerUID(c.LocalAddr(), c.RemoteAddr(), c.accepted)
 			if err != nil {
 				c.g.log.Debug("peer lookup failed", "remote", c.RemoteAddr().String(), "error", err)
 				uid = unknownUID

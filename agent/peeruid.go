@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
+	"time"
 )
 
 // errPeerNotFound: the peer's socket is not in /proc/net/tcp{,6} (it closed
@@ -28,23 +30,61 @@ func peerLookupAvailable() error {
 	return f.Close()
 }
 
+// procSnapshot shares one read of the socket tables among the connections
+// accepted before it began: under a flood of connections each is
+// identified from a recent read instead of re-reading tables that grow
+// with the flood.
+type procSnapshot struct {
+	mu     sync.Mutex
+	at     time.Time
+	v4, v6 []byte
+	err4   error
+	err6   error
+}
+
+// tables returns socket tables read after accepted.
+func (p *procSnapshot) tables(accepted time.Time) (v4, v6 []byte, err4, err6 error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.at.After(accepted) {
+		p.at = time.Now()
+		p.v4, p.err4 = os.ReadFile(procNetTCP)
+		p.v6, p.err6 = os.ReadFile(procNetTCP6)
+	}
+	return p.v4, p.v6, p.err4, p.err6
+}
+
 // peerUID returns the uid owning the client end of an accepted loopback TCP
 // connection: the socket whose local address is the connection's remote
 // address and whose remote address is its local one, looked up in
-// /proc/net/tcp (IPv4) or /proc/net/tcp6 (IPv6, and IPv4-mapped peers).
+// /proc/net/tcp (IPv4) or /proc/net/tcp6 (IPv6, and IPv4-mapped peers),
+// read afresh.
 func peerUID(local, remote net.Addr) (int, error) {
+	var p procSnapshot
+	return p.peerUID(local, remote, time.Now())
+}
+
+// peerUID looks the peer up in tables read after accepted.
+func (p *procSnapshot) peerUID(local, remote net.Addr, accepted time.Time) (int, error) {
 	l, ok1 := local.(*net.TCPAddr)
 	r, ok2 := remote.(*net.TCPAddr)
 	if !ok1 || !ok2 {
 		return -1, fmt.Errorf("peer lookup: not a TCP connection (%T)", remote)
 	}
+	v4, v6, err4, err6 := p.tables(accepted)
 	if l4, r4 := l.IP.To4(), r.IP.To4(); l4 != nil && r4 != nil {
-		uid, err := scanProcNet(procNetTCP, sockKey4(r4, r.Port, l4, l.Port))
+		if err4 != nil {
+			return -1, fmt.Errorf("peer lookup: %w", err4)
+		}
+		uid, err := scanProcNet(v4, sockKey4(r4, r.Port, l4, l.Port))
 		if !errors.Is(err, errPeerNotFound) {
 			return uid, err
 		}
 	}
-	return scanProcNet(procNetTCP6, sockKey6(r.IP.To16(), r.Port, l.IP.To16(), l.Port))
+	if err6 != nil {
+		return -1, fmt.Errorf("peer lookup: %w", err6)
+	}
+	return scanProcNet(v6, sockKey6(r.IP.To16(), r.Port, l.IP.To16(), l.Port))
 }
 
 // sockKey4 is how /proc/net/tcp prints a socket's "local remote" address
@@ -65,12 +105,9 @@ func sockKey6(src net.IP, sport int, dst net.IP, dport int) []byte {
 	return fmt.Appendf(nil, " %s:%04X %s:%04X ", w(src), sport, w(dst), dport)
 }
 
-// scanProcNet finds the line holding key and returns its uid column.
-func scanProcNet(path string, key []byte) (int, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return -1, fmt.Errorf("peer lookup: %w", err)
-	}
+// scanProcNet finds the line of table holding key and returns its uid
+// column.
+func scanProcNet(b, key []byte) (int, error) {
 	i := bytes.Index(b, key)
 	if i < 0 {
 		return -1, errPeerNotFound
@@ -82,11 +119,16 @@ func scanProcNet(path string, key []byte) (int, error) {
 	// After the addresses: st tx:rx tr:when retrnsmt uid …
 	f := bytes.Fields(line)
 	if len(f) < 7 {
-		return -1, fmt.Errorf("peer lookup: short line in %s", path)
+		return -1, errors.New("peer lookup: short line in the socket table")
+	}
+	// A socket in TIME_WAIT (06) is listed with uid 0 whoever owned it:
+	// never take that for root.
+	if string(f[2]) == "06" {
+		return -1, errPeerNotFound
 	}
 	uid, err := strconv.Atoi(string(f[6]))
 	if err != nil {
-		return -1, fmt.Errorf("peer lookup: uid column in %s: %w", path, err)
+		return -1, fmt.Errorf("peer lookup: uid column: %w", err)
 	}
 	return uid, nil
 }
