@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // errPeerNotFound: the peer's socket is not in /proc/net/tcp{,6} (it closed
@@ -20,9 +22,20 @@ var errPeerNotFound = errors.New("peer socket not found")
 // them. Variables for tests of the fallback.
 var procNetTCP, procNetTCP6 = "/proc/net/tcp", "/proc/net/tcp6"
 
-// peerLookupAvailable reports whether peerUID can work here (Linux with
-// /proc mounted); the reason when it cannot.
+// useSockDiag asks the kernel over netlink first (a variable for tests of
+// the fallbacks).
+var useSockDiag = true
+
+// peerLookupAvailable reports whether peerUID can work here (Linux, with
+// sock_diag or /proc mounted); the reason when it cannot.
 func peerLookupAvailable() error {
+	if useSockDiag {
+		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+		if err == nil {
+			unix.Close(fd)
+			return nil
+		}
+	}
 	f, err := os.Open(procNetTCP)
 	if err != nil {
 		return err
@@ -54,23 +67,32 @@ func (p *procSnapshot) tables(accepted time.Time) (v4, v6 []byte, err4, err6 err
 	return p.v4, p.v6, p.err4, p.err6
 }
 
-// peerUID returns the uid owning the client end of an accepted loopback TCP
-// connection: the socket whose local address is the connection's remote
-// address and whose remote address is its local one, looked up in
-// /proc/net/tcp (IPv4) or /proc/net/tcp6 (IPv6, and IPv4-mapped peers),
-// read afresh.
-func peerUID(local, remote net.Addr) (int, error) {
-	var p procSnapshot
-	return p.peerUID(local, remote, time.Now())
-}
-
-// peerUID looks the peer up in tables read after accepted.
+// peerUID looks the peer up with sock_diag, or in tables read after
+// accepted.
 func (p *procSnapshot) peerUID(local, remote net.Addr, accepted time.Time) (int, error) {
 	l, ok1 := local.(*net.TCPAddr)
 	r, ok2 := remote.(*net.TCPAddr)
 	if !ok1 || !ok2 {
 		return -1, fmt.Errorf("peer lookup: not a TCP connection (%T)", remote)
 	}
+	if useSockDiag {
+		uid, err := sockDiagUID(r, l)
+		if err == nil || errors.Is(err, errPeerNotFound) {
+			return uid, err
+		}
+	}
+	return p.scanAfter(l, r, accepted)
+}
+
+// scan looks the peer up in tables read now (for tests and benchmarks).
+func (p *procSnapshot) scan(local, remote net.Addr) (int, error) {
+	return p.scanAfter(local.(*net.TCPAddr), remote.(*net.TCPAddr), time.Now())
+}
+
+// scanAfter finds the client end of the connection local<-remote in
+// /proc/net/tcp (IPv4) or /proc/net/tcp6 (IPv6, and IPv4-mapped peers),
+// read after accepted, as identd does.
+func (p *procSnapshot) scanAfter(l, r *net.TCPAddr, accepted time.Time) (int, error) {
 	v4, v6, err4, err6 := p.tables(accepted)
 	if l4, r4 := l.IP.To4(), r.IP.To4(); l4 != nil && r4 != nil {
 		if err4 != nil {

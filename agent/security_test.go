@@ -214,7 +214,7 @@ func getAs(t *testing.T, uid, gid int, url string, n int) getResult {
 }
 
 // testUpstream is a module proxy on loopback that lists one version.
-func testUpstream(t *testing.T) string {
+func testUpstream(t testing.TB) string {
 	t.Helper()
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/example.com/m/@v/list" {
@@ -228,7 +228,7 @@ func testUpstream(t *testing.T) string {
 }
 
 // serveTest runs Serve in-process and returns its base URL.
-func serveTest(t *testing.T, cfg ServeConfig) string {
+func serveTest(t testing.TB, cfg ServeConfig) string {
 	t.Helper()
 	if cfg.Token == "" {
 		tok, err := proxy.NewToken()
@@ -287,14 +287,15 @@ func TestPeerCheck(t *testing.T) {
 	}
 }
 
-// TestPeerCheckFallback: where /proc/net/tcp cannot be read the agent
+// TestPeerCheckFallback: where neither sock_diag nor /proc/net/tcp can be
+// used the agent
 // serves on the token alone and says so once in its log. Not parallel: it
-// points the lookup at a missing file.
+// turns sock_diag off and points /proc at a missing file.
 func TestPeerCheckFallback(t *testing.T) {
 	_, otherUID, otherGID := localUser(t)
-	old := procNetTCP
-	procNetTCP = "/nonexistent/proc/net/tcp"
-	defer func() { procNetTCP = old }()
+	old, oldDiag := procNetTCP, useSockDiag
+	procNetTCP, useSockDiag = "/nonexistent/proc/net/tcp", false
+	defer func() { procNetTCP, useSockDiag = old, oldDiag }()
 	var logBuf syncBuffer
 	base := serveTest(t, ServeConfig{PeerCheck: true, JobUID: 0, Logger: hclog.New(&hclog.LoggerOptions{Output: &logBuf, Level: hclog.Info})})
 	if r := getAs(t, otherUID, otherGID, base+"/example.com/m/@v/list", 3); r.Err != "" || len(r.Codes) != 3 || r.Codes[2] != 200 {
