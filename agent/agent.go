@@ -213,7 +213,8 @@ func Start(ctx context.Context, cfg StartConfig) (*State, error) {
 	if err := start(); err != nil {
 		return nil, fmt.Errorf("start agent: %w", err)
 	}
-	go cmd.Wait() // reap if it dies while we still run
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }() // reap if it dies while we still run
 	werr := privilege.WriteSecrets(stdin, handoff)
 	stdin.Close()
 	if werr != nil {
@@ -240,6 +241,11 @@ func Start(ctx context.Context, cfg StartConfig) (*State, error) {
 	}
 	addr, ok := strings.CutPrefix(ready, "ready ")
 	if !ok {
+		// The agent says why before it exits: let it finish its log.
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+		}
 		return nil, agentFailed(ready, logPath, d.tail("agent.log"))
 	}
 	st := &State{PID: cmd.Process.Pid, Addr: addr, BaseURL: "http://" + addr + "/" + handoff.Token, Started: time.Now(), Log: logPath, User: cfg.RunAs, Exe: exe, Nonce: handoff.Nonce}

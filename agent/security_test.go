@@ -25,6 +25,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
+	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 )
 
 // The test binary doubles as the local users' clients: TestMain dispatches
@@ -429,4 +430,22 @@ func openFDs(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(ents)
+}
+
+// TestAgentFailedKeepsKind: the kind the agent reports on its readiness
+// pipe decides the bootstrap's error kind, whatever its log says.
+func TestAgentFailedKeepsKind(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		ready, log string
+		want       errkind.Kind
+	}{
+		{"fail bad input", "anything", errkind.BadInput},
+		{"fail local fault", "bad input mentioned in the log", errkind.Local},
+		{"", "bad input mentioned in the log", errkind.Other},
+	} {
+		if got := errkind.Of(agentFailed(tc.ready, "/x/agent.log", tc.log)); got != tc.want {
+			t.Errorf("agentFailed(%q, log %q): kind %v, want %v", tc.ready, tc.log, got, tc.want)
+		}
+	}
 }

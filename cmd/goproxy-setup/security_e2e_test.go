@@ -211,6 +211,21 @@ func TestStateDirLinksRefused(t *testing.T) {
 			t.Errorf("exit %d, want 2 naming %s and its owner:\n%s", code, state, stderr)
 		}
 	})
+	t.Run("agent dir of another user, not empty", func(t *testing.T) {
+		t.Parallel()
+		// Refused by the agent process itself (PrepareDir, as root): its
+		// kind reaches the bootstrap on the readiness pipe.
+		_, uid, gid := jobUser(t)
+		dir := filepath.Join(t.TempDir(), "agentdir")
+		os.Mkdir(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, "theirs"), nil, 0o644)
+		os.Chown(dir, uid, gid)
+		state := t.TempDir()
+		_, stderr, code := runCLI(t, nil, "run", "--warm=false", "--upstream", "https://127.0.0.1:9", "--state-dir", state, "--agent-dir", dir)
+		if code != 2 || !strings.Contains(stderr, dir) {
+			t.Errorf("exit %d, want 2 naming %s:\n%s", code, dir, stderr)
+		}
+	})
 	t.Run("private is a link", func(t *testing.T) {
 		t.Parallel()
 		elsewhere := t.TempDir()
