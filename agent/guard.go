@@ -50,7 +50,6 @@ func (l ConnLimits) withDefaults() ConnLimits {
 // headers and no body, then reads.
 const (
 	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 10 * time.Second
 	idleTimeout       = 30 * time.Second
 	maxHeaderBytes    = 16 << 10
 )

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // errPeerNotFound: the peer's socket is not in /proc/net/tcp{,6} (it closed
@@ -29,12 +27,8 @@ var useSockDiag = true
 // peerLookupAvailable reports whether peerUID can work here (Linux, with
 // sock_diag or /proc mounted); the reason when it cannot.
 func peerLookupAvailable() error {
-	if useSockDiag {
-		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
-		if err == nil {
-			unix.Close(fd)
-			return nil
-		}
+	if useSockDiag && sockDiagAvailable() {
+		return nil
 	}
 	f, err := os.Open(procNetTCP)
 	if err != nil {

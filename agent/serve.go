@@ -121,11 +121,13 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	g := newGuard(jobUID, cfg.Limits, log.Named("guard"))
 	srv := &http.Server{
 		Handler: guardHandler(g, cfg.Token, cfg.Nonce, h),
-		// A GOPROXY request is a short GET without a body: bound its
-		// headers in time and size, and the whole request in time; never
-		// the response (a module zip may take long to relay).
+		// A GOPROXY request is a short GET without a body (bodies are
+		// refused): bounding its headers in time and size bounds the
+		// request. No ReadTimeout: its deadline stays on the connection
+		// while the handler runs, and the server's background read would
+		// then cancel a long relay (a big module zip) mid-way. No
+		// WriteTimeout either, for the same relay.
 		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ConnContext:       connContext,

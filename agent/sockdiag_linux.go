@@ -99,3 +99,13 @@ func sockDiagUID(src, dst *net.TCPAddr) (int, error) {
 }
 
 var sockDiagSeq atomic.Uint32
+
+// sockDiagAvailable reports whether a NETLINK_SOCK_DIAG socket can be made.
+func sockDiagAvailable() bool {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
+}

@@ -150,6 +150,12 @@ func removeTree(dirfd int, name, path string) error {
 	if !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EPERM) {
 		return fmt.Errorf("remove %s: %w", path, err)
 	}
+	// An empty directory goes without being opened (the agent user's
+	// private directory, emptied by the agent, is not readable by the
+	// job's user, but removable from the job's state dir).
+	if err := unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR); err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
 	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
