@@ -200,17 +200,23 @@ func Start(ctx context.Context, cfg StartConfig) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	stdout, err := cmd.StdoutPipe()
+	// Our own pipe, not StdoutPipe: Wait (run below to reap the agent)
+	// closes a StdoutPipe, racing the read of the agent's last line.
+	stdout, readyW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
+	defer stdout.Close()
+	cmd.Stdout = readyW
 	start := cmd.Start
 	if cfg.RunAs != "" && !cfg.Sudo {
 		// Started by root: no_new_privs from birth on every thread, so a
 		// cgo build can drop as safely as a static one.
 		start = func() error { return privilege.StartNoNewPrivs(cmd) }
 	}
-	if err := start(); err != nil {
+	err = start()
+	readyW.Close()
+	if err != nil {
 		return nil, fmt.Errorf("start agent: %w", err)
 	}
 	exited := make(chan struct{})
