@@ -301,3 +301,110 @@ func TestKeyCopiesRemoved(t *testing.T) {
 		t.Errorf("the next run after a crash left the old key copy %s", keyCopy(state))
 	}
 }
+
+// TestSudoModeKeyCopies: the GitHub-hosted shape — the job's user has
+// passwordless sudo, so 'run' starts the agent through 'sudo -n' as the
+// agent user. 'stop' by the job's user stops it (proven by its nonce; the
+// pid is sudo's child) and leaves no key copy; after a crash, 'stop'
+// removes the copies the agent user owns through sudo.
+func TestSudoModeKeyCopies(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	if _, err := exec.LookPath("sudo"); err != nil {
+		t.Fatal("sudo is not installed: .ci/setup installs it (the hosted-runner shape needs it)")
+	}
+	name, uid, gid := jobUser(t)
+	sudoers := filepath.Join("/etc/sudoers.d", name)
+	if err := os.WriteFile(sudoers, []byte(name+" ALL=(ALL) NOPASSWD: ALL\n"), 0o440); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(sudoers) })
+
+	// What the job's user needs: the binary, its key files, a state dir.
+	base := t.TempDir()
+	os.Chmod(base, 0o755)
+	os.Chmod(filepath.Dir(base), 0o755) // the test's temp root
+	bin := filepath.Join(base, "goproxy-setup")
+	b, err := os.ReadFile(binary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cert, key := clientFiles(t)
+	for _, f := range []string{cert, key, filepath.Dir(cert)} {
+		os.Chown(f, uid, gid)
+	}
+	state := filepath.Join(base, "state")
+	os.Mkdir(state, 0o700)
+	os.Chown(state, uid, gid)
+	asJob := func(args ...string) (string, int) {
+		t.Helper()
+		c := exec.Command(bin, args...)
+		c.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=/nonexistent"}
+		c.Dir = "/"
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+		var stderr bytes.Buffer
+		c.Stderr = &stderr
+		err := c.Run()
+		if err != nil && c.ProcessState == nil {
+			t.Fatal(err)
+		}
+		return stderr.String(), c.ProcessState.ExitCode()
+	}
+	run := func() int {
+		t.Helper()
+		stderr, code := asJob("run", "--warm=false", "--upstream", "https://127.0.0.1:9", "--state-dir", state, "--client-cert", cert, "--client-key", key)
+		if code != 0 {
+			t.Fatalf("run as the job's user (sudo mode): exit %d\n%s", code, stderr)
+		}
+		if !strings.Contains(stderr, "sudo") {
+			t.Errorf("run does not say it separated through sudo:\n%s", stderr)
+		}
+		pid := agentState(t, state)
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(st), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && f[0] == "Uid:" && (f[1] == "0" || f[1] == fmt.Sprint(uid)) {
+				t.Fatalf("agent.json names pid %d with %s: want the agent user's process", pid, l)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(state, "private", "client.key")); err != nil {
+			t.Fatalf("no key copy while the agent runs: %v", err)
+		}
+		return pid
+	}
+	gone := func(pid int) bool {
+		for i := 0; i < 100; i++ {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+				return true
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return false
+	}
+
+	pid := run()
+	if stderr, code := asJob("stop", "--state-dir", state); code != 0 {
+		t.Errorf("stop as the job's user: exit %d\n%s", code, stderr)
+	}
+	if !gone(pid) {
+		t.Errorf("the agent (pid %d) still runs after stop", pid)
+	}
+	if _, err := os.Lstat(filepath.Join(state, "private")); err == nil {
+		t.Errorf("stop left %s/private", state)
+	}
+
+	pid = run()
+	syscall.Kill(pid, syscall.SIGKILL)
+	if !gone(pid) {
+		t.Fatalf("agent %d survived SIGKILL", pid)
+	}
+	asJob("stop", "--state-dir", state)
+	if _, err := os.Lstat(filepath.Join(state, "private")); err == nil {
+		t.Errorf("stop after a crash left %s/private (the agent user's files, removable through sudo)", state)
+	}
+}
