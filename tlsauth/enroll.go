@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
 // EnrollConfig configures Enroll. CAURL, Fingerprint and exactly one of
@@ -254,7 +256,7 @@ func (c *caClient) sign(ctx context.Context, csrDER []byte, token string, lifeti
 		return nil, err
 	}
 	if status/100 != 2 {
-		return nil, c.signError(status, redact(msg, token), prov)
+		return nil, c.signError(status, redact.Value(msg, token), prov)
 	}
 	return resp.chain()
 }
@@ -324,14 +326,6 @@ func (r *signResponse) chain() ([][]byte, error) {
 		return nil, errors.New("step-ca response holds no certificate")
 	}
 	return chain, nil
-}
-
-// redact removes secret from s.
-func redact(s, secret string) string {
-	if secret == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, secret, "[redacted]")
 }
 
 // trimBody shortens a response body for an error message.

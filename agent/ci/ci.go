@@ -23,12 +23,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 )
 
@@ -88,68 +87,9 @@ func validateVars(vars []EnvVar, output bool) error {
 	return errors.Join(errs...)
 }
 
-// Redactor replaces secrets by "***" in text. The zero value redacts
-// nothing; Add registers more secrets. It is safe for concurrent use, so
-// one Redactor can sit under a logger and a progress writer at once.
-type Redactor struct {
-	mu      sync.RWMutex
-	secrets []string
-}
-
-// minSecretLen is the shortest value treated as a secret: redacting a one-
-// or two-character "secret" would shred every text it appears in.
-const minSecretLen = 4
-
-// Add registers secrets and returns those not registered before. Empty and
-// very short values are ignored; a multi-line value is registered whole and
-// line by line, as GitHub's log masking works per line.
-func (r *Redactor) Add(secrets ...string) (added []string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, s := range secrets {
-		for _, v := range append([]string{s}, strings.Split(s, "\n")...) {
-			v = strings.TrimSpace(v)
-			if len(v) < minSecretLen || r.has(v) {
-				continue
-			}
-			r.secrets = append(r.secrets, v)
-			added = append(added, v)
-		}
-	}
-	// Longest first, so a URL holding a token is replaced before the token
-	// alone would leave half of it.
-	sort.SliceStable(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
-	return added
-}
-
-func (r *Redactor) has(v string) bool {
-	for _, s := range r.secrets {
-		if s == v {
-			return true
-		}
-	}
-	return false
-}
-
-// Secrets returns the registered secrets, longest first.
-func (r *Redactor) Secrets() []string {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return append([]string(nil), r.secrets...)
-}
-
-// String returns s with every registered secret replaced by "***".
-func (r *Redactor) String(s string) string {
-	if r == nil {
-		return s
-	}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for _, v := range r.secrets {
-		s = strings.ReplaceAll(s, v, "***")
-	}
-	return s
-}
+// Redactor masks the secret values a front end registers (tokens, the
+// capability URL): internal/redact's one implementation.
+type Redactor = redact.Values
 
 // Diagnosis renders a failed run's layer-by-layer diagnosis. Package agent
 // adapts agent/diagnose's report to it, which keeps this package free
@@ -255,21 +195,5 @@ func (o *Outcome) Lookup(name string) (string, bool) {
 }
 
 // RedactingWriter returns a writer that redacts every Write through red
-// before passing it to w. Secrets are caught when a single Write holds them
-// whole, which is how line-oriented loggers write; it reports len(p) written
-// so callers are not confused by the changed length.
-func RedactingWriter(w io.Writer, red *Redactor) io.Writer {
-	return &redactingWriter{w: w, red: red}
-}
-
-type redactingWriter struct {
-	w   io.Writer
-	red *Redactor
-}
-
-func (r *redactingWriter) Write(p []byte) (int, error) {
-	if _, err := io.WriteString(r.w, r.red.String(string(p))); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
+// before passing it to w (redact.Writer).
+func RedactingWriter(w io.Writer, red *Redactor) io.Writer { return redact.Writer(w, red) }

@@ -415,26 +415,6 @@ func TestGitHubPublishStats(t *testing.T) {
 	}
 }
 
-func TestRedactor(t *testing.T) {
-	t.Parallel()
-	var r Redactor
-	if added := r.Add("abc", "", "secret-one", "http://h/secret-one", "multi\nline-two\n"); len(added) != 5 {
-		t.Errorf("added %v, want 5 (short and empty ignored; multi-line whole and per line)", added)
-	}
-	got := r.String("a http://h/secret-one b secret-one abc line-two")
-	if want := "a *** b *** abc ***"; got != want {
-		t.Errorf("got %q, want %q", got, want)
-	}
-	var buf bytes.Buffer
-	w := RedactingWriter(&buf, &r)
-	if n, err := w.Write([]byte("x secret-one\n")); n != 13 || err != nil {
-		t.Errorf("Write = %d, %v, want 13, nil", n, err)
-	}
-	if buf.String() != "x ***\n" {
-		t.Errorf("got %q, want %q", buf.String(), "x ***\n")
-	}
-}
-
 func TestWriteEnvShellRoundTrip(t *testing.T) {
 	t.Parallel()
 	vars := []EnvVar{{Name: "A", Value: "it's $HOME `x` \"q\" \\"}, {Name: "B", Value: ""}, {Name: "C", Value: "a b"}}

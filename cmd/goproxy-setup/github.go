@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"io"
 	"os"
 
 	"github.com/goproxy-setup/goproxy-setup/agent"
 	"github.com/goproxy-setup/goproxy-setup/agent/ci"
-	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
 
@@ -55,7 +53,7 @@ func (c *ciFlags) enroll(oidc string) (*tlsauth.EnrollConfig, error) {
 // nothing masks it.
 func runFrontEnd(ctx context.Context, fe ci.FrontEnd, f *ciFlags, oidc string, stderr io.Writer) error {
 	if f.report {
-		return redactErr(agent.ReportFrontEnd(ctx, fe, f.stateDir), fe.Redactor())
+		return fe.Redactor().Error(agent.ReportFrontEnd(ctx, fe, f.stateDir))
 	}
 	enroll, err := f.enroll(oidc)
 	if err != nil {
@@ -69,20 +67,7 @@ func runFrontEnd(ctx context.Context, fe ci.FrontEnd, f *ciFlags, oidc string, s
 	if enroll != nil {
 		enroll.Logger = cfg.Logger.Named("enroll")
 	}
-	return redactErr(agent.RunFrontEnd(ctx, fe, cfg), fe.Redactor())
-}
-
-// redactErr returns err with the secrets red knows replaced, keeping its
-// kind for the exit code.
-func redactErr(err error, red *ci.Redactor) error {
-	if err == nil {
-		return nil
-	}
-	msg := red.String(err.Error())
-	if msg == err.Error() {
-		return err
-	}
-	return errkind.Mark(errkind.Of(err), errors.New(msg))
+	return fe.Redactor().Error(agent.RunFrontEnd(ctx, fe, cfg))
 }
 
 func (githubCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

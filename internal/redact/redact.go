@@ -2,7 +2,9 @@
 // and renderer that shows a URL, an upstream list or an error holding a URL
 // passes it through here, so that all of them hide the same things (user
 // info, queries, the agent's capability token and tokens some proxies put in
-// their path). A divergence between redactors is how a secret reaches a log.
+// their path), and every secret value a run knows (Values: tokens, keys, the
+// capability URL) is masked the same way in logs, step output and errors. A
+// divergence between redactors is how a secret reaches a log.
 package redact
 
 import (
