@@ -1,0 +1,313 @@
+package realci_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/realci"
+	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+)
+
+var mods = []testenv.Module{
+	{Path: "example.com/alpha", Version: "v1.0.0"},
+	{Path: "example.com/Beta/gamma", Version: "v0.2.0"},
+}
+
+// testVersion is the release the tests publish on the loopback host.
+const testVersion = "v0.0.1-test"
+
+// hostModProxy is this machine's module download cache as a file://
+// GOPROXY: a source build of the action fetches goproxy-setup's
+// dependencies from it instead of the internet.
+func hostModProxy(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		t.Fatalf("go env GOMODCACHE: %v", err)
+	}
+	return "file://" + filepath.Join(strings.TrimSpace(string(out)), "cache", "download")
+}
+
+// actRepo is a throwaway repository for one act run: a copy of this
+// repository (the action at ./, the report action at ./report), a consumer
+// module of mods in consumer/, and the test's workflow.
+type actRepo struct {
+	dir  string
+	home string // HOME of act: its tool cache is HOME/.cache/act/tool_cache
+}
+
+func newActRepo(t *testing.T, release []byte) *actRepo {
+	t.Helper()
+	r := &actRepo{dir: filepath.Join(t.TempDir(), "repo"), home: t.TempDir()}
+	realci.CopyRepo(t, testenv.RepoRoot(t), r.dir)
+	testenv.WriteConsumer(t, filepath.Join(r.dir, "consumer"), mods)
+	if release != nil {
+		// The release commit's trust root: the sums and the version.
+		writeFile(t, filepath.Join(r.dir, "checksums", testVersion+".txt"), release)
+		writeFile(t, filepath.Join(r.dir, "checksums", "RELEASE"), []byte(testVersion+"\n"))
+	}
+	return r
+}
+
+func writeFile(t *testing.T, p string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// release builds the loopback release of testVersion for this machine's
+// platform: the archive and its sums line.
+func release(t *testing.T) (asset string, archive, sums []byte) {
+	t.Helper()
+	asset = realci.AssetName(testVersion, runtime.GOOS, runtime.GOARCH)
+	archive = realci.Archive(t, testenv.Binary(t))
+	return asset, archive, []byte(realci.SumLine(archive, asset))
+}
+
+// run runs the workflow in act's host mode (-P ubuntu-latest=-self-hosted:
+// no Docker) and returns act's log and error.
+func (r *actRepo) run(ctx context.Context, t *testing.T, workflow string, extraEnv ...string) (string, error) {
+	t.Helper()
+	writeFile(t, filepath.Join(r.dir, ".github", "workflows", "test.yml"), []byte(workflow))
+	realci.GitInit(t, r.dir)
+	act := realci.Runner(t, testenv.RepoRoot(t), "act")
+	cmd := exec.CommandContext(ctx, act, "push",
+		"-P", "ubuntu-latest=-self-hosted",
+		"-W", ".github/workflows/test.yml",
+		"--no-cache-server")
+	cmd.Dir = r.dir
+	cmd.Env = append(r.env(t), extraEnv...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("act ran %s in %v", workflow[:strings.Index(workflow, "\n")], time.Since(start).Round(time.Millisecond))
+	return out.String(), err
+}
+
+// env is act's environment, which host mode passes on to the steps: the
+// go command hermetic (its own module cache, the host's download cache as
+// a file:// GOPROXY for a source build of the action) and HOME a fresh
+// directory, so the tool cache starts empty.
+func (r *actRepo) env(t *testing.T) []string {
+	env := testenv.GoEnv(t, t.TempDir())
+	env = append(env, "HOME="+r.home, "GOPROXY="+hostModProxy(t), "GOFLAGS=-modcacherw")
+	return env
+}
+
+// setupStep is the `uses: ./` step with the mTLS stack's identity.
+func setupStep(stack *testenv.Stack, extra string) string {
+	return fmt.Sprintf(`      - uses: actions/checkout@v4
+      - id: gps
+        uses: ./
+        with:
+          upstream: %s
+          client-cert: %s
+          client-key: %s
+          ca-cert: %s
+          working-directory: consumer
+%s`, stack.URL, stack.CertFile, stack.KeyFile, stack.CAFile, extra)
+}
+
+const buildAndReport = `      - name: method
+        run: echo "install-method=${{ steps.gps.outputs.install-method }}"
+      - name: go build
+        working-directory: consumer
+        run: go build ./... && GOPROXY=off go mod verify
+      - name: report
+        if: always()
+        uses: ./report
+`
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func mustContain(t *testing.T, log string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(log, w) {
+			t.Errorf("act log lacks %q", w)
+		}
+	}
+	if t.Failed() {
+		t.Logf("act log:\n%s", log)
+	}
+}
+
+// TestActHappyPath: the action installs the loopback release (verified
+// against the sums in its tree), starts the agent against the real mTLS
+// upstream, the next step builds through it, and report/ stops it.
+func TestActHappyPath(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t, 6*time.Minute)
+	asset, archive, sums := release(t)
+	host := realci.NewReleaseHost(t)
+	host.Put(testVersion, asset, archive)
+	stack := testenv.StartMTLSStack(t, mods)
+	r := newActRepo(t, sums)
+	wf := "name: happy\non: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n" +
+		setupStep(stack, "          releases-url: "+host.URL+"\n") + buildAndReport
+	log, err := r.run(ctx, t, wf)
+	if err != nil {
+		t.Fatalf("act: %v\n%s", err, log)
+	}
+	mustContain(t, log,
+		asset+" sha256 ",
+		"verified against",
+		"install-method=release",
+		"agent serving",
+		"Job succeeded",
+	)
+	if strings.Contains(log, "building from source") {
+		t.Errorf("the release install fell back to a source build:\n%s", log)
+	}
+	if n := host.Hits(testVersion, asset); n != 1 {
+		t.Errorf("release asset requested %d times, want 1", n)
+	}
+	if strings.Contains(log, string(stack.Client.KeyPEM[40:80])) {
+		t.Errorf("a piece of the client key is in the act log")
+	}
+	if os.Getenv("REALCI_DUMP") != "" {
+		os.WriteFile(os.Getenv("REALCI_DUMP"), []byte(log), 0o644)
+	}
+	if strings.Contains(log, "\x1b[") && regexp.MustCompile(`\| .*\x1b\[`).MatchString(log) {
+		t.Errorf("colour escape codes in a step's output (act prints step output after '| '); depends on the CI adapter's fix")
+	}
+}
+
+// TestActFailingLayer: without a client certificate the setup step fails,
+// the failing layer (client-cert) is named in the log and in the job
+// summary, and the report step still runs.
+func TestActFailingLayer(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t, 6*time.Minute)
+	asset, archive, sums := release(t)
+	host := realci.NewReleaseHost(t)
+	host.Put(testVersion, asset, archive)
+	stack := testenv.StartMTLSStack(t, mods)
+	r := newActRepo(t, sums)
+	wf := fmt.Sprintf(`name: failing
+on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - id: gps
+        uses: ./
+        with:
+          upstream: %s
+          ca-cert: %s
+          working-directory: consumer
+          releases-url: %s
+      - name: report
+        if: always()
+        uses: ./report
+`, stack.URL, stack.CAFile, host.URL)
+	log, err := r.run(ctx, t, wf)
+	if err == nil {
+		t.Fatalf("act succeeded, want the job to fail:\n%s", log)
+	}
+	mustContain(t, log, "client-cert", "Job failed")
+	var summary []string
+	for _, l := range strings.Split(log, "\n") {
+		if _, s, ok := strings.Cut(l, "Summary - "); ok {
+			summary = append(summary, s)
+		}
+	}
+	if !strings.Contains(strings.Join(summary, "\n"), "client-cert") {
+		t.Errorf("the job summary does not name the failing layer client-cert; summary:\n%s\nlog:\n%s", strings.Join(summary, "\n"), log)
+	}
+	if !regexp.MustCompile(`(?m)Run Main report|report \[`).MatchString(log) && !strings.Contains(log, "goproxy-setup report") {
+		t.Errorf("the report step did not run after the failed setup:\n%s", log)
+	}
+}
+
+// TestActReleaseInstall: what the install does when the release host
+// misbehaves, and that a runner downloads each version once.
+func TestActReleaseInstall(t *testing.T) {
+	t.Parallel()
+	asset, archive, sums := release(t)
+	stack := testenv.StartMTLSStack(t, mods)
+	want := strings.Fields(string(sums))[0]
+
+	t.Run("tampered asset fails with exit 4 naming both sums", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxFor(t, 6*time.Minute)
+		host := realci.NewReleaseHost(t)
+		tampered := append(bytes.Clone(archive[:len(archive)-8]), "tampered"...)
+		host.Put(testVersion, asset, tampered)
+		got := strings.Fields(realci.SumLine(tampered, asset))[0]
+		r := newActRepo(t, sums)
+		wf := "name: tampered\non: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n" +
+			setupStep(stack, "          releases-url: "+host.URL+"\n")
+		log, err := r.run(ctx, t, wf)
+		if err == nil {
+			t.Fatalf("act succeeded with a tampered release:\n%s", log)
+		}
+		mustContain(t, log, "got sha256 "+got, "want "+want, "exitcode '4'")
+		if strings.Contains(log, "building from source") || strings.Contains(log, "agent serving") {
+			t.Errorf("a tampered release must fail the job, not fall back or go on:\n%s", log)
+		}
+	})
+
+	t.Run("unreachable host falls back to a source build", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxFor(t, 8*time.Minute)
+		closed := fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t))
+		r := newActRepo(t, sums)
+		wf := "name: unreachable\non: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n" +
+			setupStep(stack, "") + buildAndReport
+		// The host comes from the environment this time (the input is
+		// empty): the override a self-hosted runner's mirror would use.
+		log, err := r.run(ctx, t, wf, "GOPROXY_SETUP_RELEASES_URL="+closed)
+		if err != nil {
+			t.Fatalf("act: %v\n%s", err, log)
+		}
+		mustContain(t, log,
+			"could not be downloaded from "+closed+": building from source instead",
+			"install-method=source",
+			"agent serving",
+			"Job succeeded")
+	})
+
+	t.Run("a second job hits the tool cache", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxFor(t, 6*time.Minute)
+		host := realci.NewReleaseHost(t)
+		host.Put(testVersion, asset, archive)
+		r := newActRepo(t, sums)
+		job := func(name, needs string) string {
+			return "  " + name + ":\n    runs-on: ubuntu-latest\n" + needs + "    steps:\n" +
+				setupStep(stack, "          releases-url: "+host.URL+"\n") + buildAndReport
+		}
+		wf := "name: cache\non: push\njobs:\n" + job("first", "") + job("second", "    needs: first\n")
+		log, err := r.run(ctx, t, wf)
+		if err != nil {
+			t.Fatalf("act: %v\n%s", err, log)
+		}
+		if n := host.Hits(testVersion, asset); n != 1 {
+			t.Errorf("release asset downloaded %d times by two jobs, want 1 (the second from the tool cache)", n)
+		}
+		mustContain(t, log, "from the tool cache", "[cache/second]")
+		if !regexp.MustCompile(`\[cache/second\].*from the tool cache`).MatchString(log) {
+			t.Errorf("the second job did not install from the tool cache:\n%s", log)
+		}
+	})
+}
