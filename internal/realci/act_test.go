@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -331,4 +332,147 @@ func TestActReleaseInstall(t *testing.T) {
 			t.Errorf("the second job did not install from the tool cache:\n%s", log)
 		}
 	})
+}
+
+// runnerUser makes sure the account `runner` exists with passwordless sudo,
+// the shape of a GitHub-hosted runner, and returns its uid and gid. What
+// the test creates, it removes at the end.
+func runnerUser(t *testing.T) (uid, gid uint32) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("the hosted-runner test needs root to create the runner user; CI runs as root")
+		}
+		t.Skip("needs root to create the runner user (CI runs as root)")
+	}
+	if _, err := exec.LookPath("sudo"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("sudo is not installed (CI is set, so this is a failure): .ci/setup installs it")
+		}
+		t.Skip("sudo is not installed: run .ci/setup")
+	}
+	if exec.Command("id", "-u", "runner").Run() != nil {
+		if out, err := exec.Command("useradd", "--create-home", "--shell", "/bin/bash", "runner").CombinedOutput(); err != nil {
+			t.Fatalf("useradd runner: %v\n%s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("userdel", "--remove", "runner").Run() })
+	}
+	const sudoers = "/etc/sudoers.d/goproxy-setup-test-runner"
+	if _, err := os.Stat(sudoers); err != nil {
+		if err := os.WriteFile(sudoers, []byte("runner ALL=(ALL) NOPASSWD:ALL\n"), 0o440); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(sudoers) })
+	}
+	id := func(flag string) uint32 {
+		out, err := exec.Command("id", flag, "runner").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint32
+		fmt.Sscan(string(out), &n)
+		return n
+	}
+	return id("-u"), id("-g")
+}
+
+// TestActHostedRunnerShape runs the job the way a GitHub-hosted runner
+// does: act as the non-root user `runner`, which has passwordless sudo.
+// The action installs the release, and the setup uses sudo to run the
+// agent as a user of its own, saying that the job's sudo still reaches
+// the key.
+func TestActHostedRunnerShape(t *testing.T) {
+	t.Parallel()
+	uid, gid := runnerUser(t)
+	ctx := ctxFor(t, 6*time.Minute)
+	asset, archive, sums := release(t)
+	host := realci.NewReleaseHost(t)
+	host.Put(testVersion, asset, archive)
+	stack := testenv.StartMTLSStack(t, mods)
+
+	// Everything the runner user touches is its own, under /tmp (t.TempDir
+	// is 0700 root).
+	base, err := os.MkdirTemp("", "realci-runner-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	r := &actRepo{dir: filepath.Join(base, "repo"), home: filepath.Join(base, "home")}
+	realci.CopyRepo(t, testenv.RepoRoot(t), r.dir)
+	testenv.WriteConsumer(t, filepath.Join(r.dir, "consumer"), mods)
+	writeFile(t, filepath.Join(r.dir, "checksums", testVersion+".txt"), sums)
+	writeFile(t, filepath.Join(r.dir, "checksums", "RELEASE"), []byte(testVersion+"\n"))
+	ident := filepath.Join(base, "identity")
+	for name, src := range map[string]string{"client.crt": stack.CertFile, "client.key": stack.KeyFile, "ca.crt": stack.CAFile} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(ident, name), b)
+	}
+	if err := os.Chmod(filepath.Join(ident, "client.key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	act, err := os.ReadFile(realci.Runner(t, testenv.RepoRoot(t), "act"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	actBin := filepath.Join(base, "act")
+	if err := os.WriteFile(actBin, act, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wf := fmt.Sprintf(`name: hosted
+on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - run: echo "job user $(id -un)"
+      - id: gps
+        uses: ./
+        with:
+          upstream: %s
+          client-cert: %s/client.crt
+          client-key: %s/client.key
+          ca-cert: %s/ca.crt
+          working-directory: consumer
+          releases-url: %s
+      - name: modules through the agent
+        working-directory: consumer
+        run: go list -m all
+      - name: report
+        if: always()
+        uses: ./report
+`, stack.URL, ident, ident, ident, host.URL)
+	writeFile(t, filepath.Join(r.dir, ".github", "workflows", "test.yml"), []byte(wf))
+	realci.GitInit(t, r.dir)
+	if out, err := exec.Command("chown", "-R", fmt.Sprintf("%d:%d", uid, gid), base).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v\n%s", err, out)
+	}
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.CommandContext(ctx, actBin, "push", "-P", "ubuntu-latest=-self-hosted", "-W", ".github/workflows/test.yml", "--no-cache-server")
+	cmd.Dir = r.dir
+	env := testenv.GoEnv(t, filepath.Join(base, "modcache"))
+	env = append(env, "HOME="+r.home, "USER=runner", "LOGNAME=runner", "GOCACHE="+filepath.Join(base, "gocache"), "GOFLAGS=-modcacherw")
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	runErr := cmd.Run()
+	log := out.String()
+	if runErr != nil {
+		t.Fatalf("act as runner: %v\n%s", runErr, log)
+	}
+	mustContain(t, log,
+		"job user runner",
+		"verified against",
+		"agent serving",
+		"user=goproxy-agent",
+		"passwordless sudo",
+		"example.com/alpha v1.0.0",
+		"Job succeeded")
 }
