@@ -29,7 +29,7 @@ const testVersion = "v0.0.1-test"
 // hostModProxy is this machine's module download cache as a file://
 // GOPROXY: a source build of the action fetches goproxy-setup's
 // dependencies from it instead of the internet.
-func hostModProxy(t *testing.T) string {
+func hostModProxy(t testing.TB) string {
 	t.Helper()
 	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
 	if err != nil {
@@ -46,7 +46,7 @@ type actRepo struct {
 	home string // HOME of act: its tool cache is HOME/.cache/act/tool_cache
 }
 
-func newActRepo(t *testing.T, release []byte) *actRepo {
+func newActRepo(t testing.TB, release []byte) *actRepo {
 	t.Helper()
 	r := &actRepo{dir: filepath.Join(t.TempDir(), "repo"), home: t.TempDir()}
 	realci.CopyRepo(t, testenv.RepoRoot(t), r.dir)
@@ -59,7 +59,7 @@ func newActRepo(t *testing.T, release []byte) *actRepo {
 	return r
 }
 
-func writeFile(t *testing.T, p string, data []byte) {
+func writeFile(t testing.TB, p string, data []byte) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ func writeFile(t *testing.T, p string, data []byte) {
 
 // release builds the loopback release of testVersion for this machine's
 // platform: the archive and its sums line.
-func release(t *testing.T) (asset string, archive, sums []byte) {
+func release(t testing.TB) (asset string, archive, sums []byte) {
 	t.Helper()
 	asset = realci.AssetName(testVersion, runtime.GOOS, runtime.GOARCH)
 	archive = realci.Archive(t, testenv.Binary(t))
@@ -80,7 +80,7 @@ func release(t *testing.T) (asset string, archive, sums []byte) {
 
 // run runs the workflow in act's host mode (-P ubuntu-latest=-self-hosted:
 // no Docker) and returns act's log and error.
-func (r *actRepo) run(ctx context.Context, t *testing.T, workflow string, extraEnv ...string) (string, error) {
+func (r *actRepo) run(ctx context.Context, t testing.TB, workflow string, extraEnv ...string) (string, error) {
 	t.Helper()
 	writeFile(t, filepath.Join(r.dir, ".github", "workflows", "test.yml"), []byte(workflow))
 	realci.GitInit(t, r.dir)
@@ -103,7 +103,7 @@ func (r *actRepo) run(ctx context.Context, t *testing.T, workflow string, extraE
 // go command hermetic (its own module cache, the host's download cache as
 // a file:// GOPROXY for a source build of the action) and HOME a fresh
 // directory, so the tool cache starts empty.
-func (r *actRepo) env(t *testing.T) []string {
+func (r *actRepo) env(t testing.TB) []string {
 	env := testenv.GoEnv(t, t.TempDir())
 	env = append(env, "HOME="+r.home, "GOPROXY="+hostModProxy(t), "GOFLAGS=-modcacherw")
 	return env
@@ -133,7 +133,7 @@ const buildAndReport = `      - name: method
         uses: ./report
 `
 
-func ctxFor(t *testing.T, d time.Duration) context.Context {
+func ctxFor(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
