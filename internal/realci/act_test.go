@@ -278,12 +278,15 @@ func TestActReleaseInstall(t *testing.T) {
 		got := strings.Fields(realci.SumLine(tampered, asset))[0]
 		r := newActRepo(t, sums)
 		wf := "name: tampered\non: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n" +
-			setupStep(stack, "          releases-url: "+host.URL+"\n")
+			setupStep(stack, "          releases-url: "+host.URL+"\n") +
+			"      - name: report\n        if: always()\n        uses: ./report\n"
 		log, err := r.run(ctx, t, wf)
 		if err == nil {
 			t.Fatalf("act succeeded with a tampered release:\n%s", log)
 		}
-		mustContain(t, log, "got sha256 "+got, "want "+want, "exit status 4")
+		// The report step has no binary and no agent: it says so rather
+		// than building one.
+		mustContain(t, log, "got sha256 "+got, "want "+want, "exit status 4", "no agent ran: nothing to report")
 		if strings.Contains(log, "building from source") || strings.Contains(log, "agent serving") {
 			t.Errorf("a tampered release must fail the job, not fall back or go on:\n%s", log)
 		}

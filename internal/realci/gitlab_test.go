@@ -227,6 +227,9 @@ later:
 	if err != nil {
 		t.Errorf("gitlab-ci-local: %v\n%s", err, out)
 	}
+	if strings.Contains(logs["build"], "has mode 0644") {
+		t.Errorf("setup rejects the key file variable gitlab-ci-local wrote 0644, as gitlab-runner does: the template's documented use fails on day one (the CI adapter's fix accepts it); the checks below fail with it")
+	}
 	check := func(job string, wants ...string) {
 		t.Helper()
 		l := logs[job]
