@@ -1,0 +1,111 @@
+package realci_test
+
+import (
+	"debug/elf"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/realci"
+	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+)
+
+// TestGoReleaserArchiveInstalls proves the release configuration with the
+// real GoReleaser (v2.15.1, built from .ci/tools/goreleaser): `goreleaser
+// check` accepts .goreleaser.yaml, and a snapshot release of it, cut down
+// to this machine's platform (a build of all five would cost minutes),
+// gives the archive name and checksums.txt that scripts/install.sh
+// fetches and verifies, holding a static, stripped binary that reports the
+// release's version.
+func TestGoReleaserArchiveInstalls(t *testing.T) {
+	t.Parallel()
+	root := testenv.RepoRoot(t)
+	gr := realci.Runner(t, root, "goreleaser")
+	if out, err := exec.Command(gr, "check", "--config", filepath.Join(root, ".goreleaser.yaml")).CombinedOutput(); err != nil {
+		t.Fatalf("goreleaser check: %v\n%s", err, out)
+	}
+
+	tree := filepath.Join(t.TempDir(), "repo")
+	realci.CopyRepo(t, root, tree)
+	conf, err := os.ReadFile(filepath.Join(root, ".goreleaser.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const targets = "    goos: [linux, darwin, windows]\n    goarch: [amd64, arm64]\n"
+	if !strings.Contains(string(conf), targets) {
+		t.Fatalf(".goreleaser.yaml lacks the five targets in the form this test cuts down:\n%s", targets)
+	}
+	host := strings.Replace(string(conf), targets, "    goos: ["+runtime.GOOS+"]\n    goarch: ["+runtime.GOARCH+"]\n", 1)
+	writeFile(t, filepath.Join(tree, ".goreleaser-host.yaml"), []byte(host))
+	realci.GitInit(t, tree)
+	cmd := exec.CommandContext(t.Context(), gr, "release", "--snapshot", "--clean", "--skip=publish,sbom,validate", "--config", ".goreleaser-host.yaml")
+	cmd.Dir = tree
+	// HOME: no user git config; the go caches stay the user's, so only
+	// the link differs from the build testenv.Binary made.
+	goenv, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	caches := strings.Fields(string(goenv))
+	testenv.Binary(t)
+	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "HOME="+t.TempDir(), "GOCACHE="+caches[0], "GOMODCACHE="+caches[1])
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("goreleaser release --snapshot: %v\n%s", err, out)
+	}
+	dist := filepath.Join(tree, "dist")
+	var meta struct{ Tag, Version string }
+	if b, err := os.ReadFile(filepath.Join(dist, "metadata.json")); err != nil {
+		t.Fatal(err)
+	} else if err := json.Unmarshal(b, &meta); err != nil {
+		t.Fatal(err)
+	}
+	version := "v" + meta.Version
+	asset := realci.AssetName(version, runtime.GOOS, runtime.GOARCH)
+	archive, err := os.ReadFile(filepath.Join(dist, asset))
+	if err != nil {
+		t.Fatalf("GoReleaser made no %s (the name install.sh fetches): %v", asset, err)
+	}
+	sums, err := os.ReadFile(filepath.Join(dist, "checksums.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(sums), realci.SumLine(archive, asset); got != want {
+		t.Errorf("checksums.txt = %q, want %q", got, want)
+	}
+
+	rh := realci.NewReleaseHost(t)
+	rh.Put(version, asset, archive)
+	bin := t.TempDir()
+	install := exec.Command("sh", filepath.Join(root, "scripts", "install.sh"), version, filepath.Join(dist, "checksums.txt"), bin)
+	install.Env = append(os.Environ(), "GOPROXY_SETUP_RELEASES_URL="+rh.URL)
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("install.sh of GoReleaser's archive: %v\n%s", err, out)
+	}
+	exe := filepath.Join(bin, "goproxy-setup")
+	out, err := exec.Command(exe, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "goproxy-setup " + meta.Tag + " ("; !strings.HasPrefix(string(out), want) {
+		t.Errorf("version = %q, want it to start with %q (ldflags)", out, want)
+	}
+	if runtime.GOOS == "linux" {
+		f, err := elf.Open(exe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP {
+				t.Errorf("the release binary has a program interpreter: not static (CGO_ENABLED=0)")
+			}
+		}
+		if f.Section(".symtab") != nil {
+			t.Errorf("the release binary has a symbol table: not stripped (-s -w)")
+		}
+	}
+}
