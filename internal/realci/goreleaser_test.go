@@ -109,3 +109,14 @@ func TestGoReleaserArchiveInstalls(t *testing.T) {
 		}
 	}
 }
+
+// TestReleaseWorkflowLint runs actionlint over the release workflow.
+func TestReleaseWorkflowLint(t *testing.T) {
+	t.Parallel()
+	root := testenv.RepoRoot(t)
+	cmd := exec.Command(testenv.Tool(t, "actionlint"), filepath.Join(".github", "workflows", "release.yml"))
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("actionlint .github/workflows/release.yml: %v\n%s", err, out)
+	}
+}
