@@ -28,11 +28,12 @@ import (
 
 	"github.com/goproxy-setup/goproxy-setup/agent/privilege"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
-	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
 // EnvVar is one variable exported to the job.
@@ -178,7 +179,10 @@ func Start(ctx context.Context, cfg StartConfig) (*State, error) {
 	if err := start(); err != nil {
 		return nil, fmt.Errorf("start agent: %w", err)
 	}
-	go cmd.Wait() // reap if it dies while we still run
+	// Reap it if it dies while we still run; its exit code is the kind of
+	// its failure (see agentFailed).
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	hb, _ := json.Marshal(cfg.Handoff)
 	_, werr := stdin.Write(hb)
 	stdin.Close()
@@ -206,7 +210,7 @@ func Start(ctx context.Context, cfg StartConfig) (*State, error) {
 	}
 	addr, ok := strings.CutPrefix(ready, "ready ")
 	if !ok {
-		return nil, agentFailed(logPath)
+		return nil, agentFailed(logPath, exited)
 	}
 	st := &State{PID: cmd.Process.Pid, Addr: addr, BaseURL: "http://" + addr + "/" + cfg.Handoff.Token, Started: time.Now(), Log: logPath, User: cfg.RunAs}
 	if err := waitHealthy(ctx, st.BaseURL, timeout); err != nil {
@@ -239,14 +243,31 @@ func agentEnv() []string {
 	return out
 }
 
-func agentFailed(logPath string) error {
-	t := tail(logPath)
-	// The agent logs its fatal error last, already classified.
+// agentFailed is the error of an agent that exited before serving. Its
+// kind is the agent's exit code (the command maps the kind of its error to
+// it; DESIGN.md, Contract: exit codes), never a guess from the log's text.
+func agentFailed(logPath string, exited <-chan error) error {
 	kind := errkind.Other
-	if strings.Contains(t, "exit=2") || strings.Contains(t, "bad input") {
-		kind = errkind.BadInput
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			kind = kindOfExitCode(ee.ExitCode())
+		}
+	case <-time.After(5 * time.Second):
 	}
-	return errkind.Mark(kind, fmt.Errorf("agent failed to start; its log (%s) ends:\n%s", logPath, t))
+	return errkind.Mark(kind, fmt.Errorf("agent failed to start; its log (%s) ends:\n%s", logPath, tail(logPath)))
+}
+
+// kindOfExitCode is the inverse of errkind.Kind.ExitCode where it is one
+// to one (exit 1 is any other kind).
+func kindOfExitCode(code int) errkind.Kind {
+	for _, k := range []errkind.Kind{errkind.BadInput, errkind.Unreachable, errkind.Integrity} {
+		if k.ExitCode() == code {
+			return k
+		}
+	}
+	return errkind.Other
 }
 
 func tail(path string) string {
@@ -276,20 +297,10 @@ func waitHealthy(ctx context.Context, base string, timeout time.Duration) error 
 			err = fmt.Errorf("health status %d", resp.StatusCode)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return redactURLErr(err)
+			return redact.Error(err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// redactURLErr drops the URL (which holds the capability token) from an
-// *url.Error.
-func redactURLErr(err error) error {
-	var ue interface{ Unwrap() error }
-	if errors.As(err, &ue) && strings.Contains(err.Error(), "http://") {
-		return ue.Unwrap()
-	}
-	return err
 }
 
 // Stats are the agent's statistics plus what the bootstrap knows.
@@ -318,7 +329,9 @@ func fetchStats(ctx context.Context, st *State) (*Stats, error) {
 	}
 	resp, err := adminClient.Do(req)
 	if err != nil {
-		return nil, errkind.Mark(errkind.Unreachable, fmt.Errorf("agent (pid %d) does not answer on %s: %w", st.PID, st.Addr, redactURLErr(err)))
+		// The agent is a process on this machine: its silence is a local
+		// fault (it crashed or was killed), not the upstream's.
+		return nil, errkind.Mark(errkind.Local, fmt.Errorf("agent (pid %d) does not answer on %s: %w; it stopped or crashed: see its log %s, and start it again with 'goproxy-setup run'", st.PID, st.Addr, redact.Error(err), st.Log))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -403,6 +416,3 @@ func IdentityPEM(cert tls.Certificate) (certPEM, keyPEM []byte, err error) {
 	keyPEM, err = tlsauth.EncodeKey(cert.PrivateKey)
 	return b.Bytes(), keyPEM, err
 }
-
-var _ io.Writer = (*bytes.Buffer)(nil)
-var _ = upstream.Redact

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
@@ -38,9 +38,11 @@ func TestClassifier(t *testing.T) {
 		{"nginx no cert, none configured", nil, nginx("No required SSL certificate was sent"), "client-cert", "--client-cert"},
 		{"nginx no cert, ours not acceptable", id, nginx("No required SSL certificate was sent"), "client-cert", "issuer"},
 		{"nginx cert error", id, nginx("The SSL certificate error"), "client-cert", "not issued by a CA the upstream trusts"},
-		{"forbidden", id, &upstream.Error{StatusCode: 403}, "http", "may read"},
+		{"forbidden with a client certificate", id, &upstream.Error{StatusCode: 403}, "http", "may read"},
+		{"unauthorized with a client certificate", id, &upstream.Error{StatusCode: 401}, "http", `"job"`},
+		{"rate limited", nil, &upstream.Error{StatusCode: 429}, "http", "rate"},
 		{"server error", id, &upstream.Error{StatusCode: 503}, "http", "'|'"},
-		{"teapot", id, &upstream.Error{StatusCode: 418}, "http", "diagnose"},
+		{"redirect loop", id, &upstream.Error{StatusCode: 310}, "http", "diagnose"},
 		{"circuit open after rejected certificates", id, &upstream.CircuitOpenError{Failures: 5, Last: &upstream.Error{Err: fmt.Errorf("remote error: tls: unknown certificate authority")}}, "client-cert", "rejected the client certificate"},
 		{"transport", id, &upstream.Error{Err: fmt.Errorf("dial tcp 127.0.0.1:1: connect: connection refused")}, "http", "diagnose"},
 	} {
@@ -51,6 +53,39 @@ func TestClassifier(t *testing.T) {
 				t.Errorf("Classifier(%v) = %q, %q; want layer %q and a remedy mentioning %q", test.err, layer, remedy, test.wantLayer, test.wantRemedy)
 			}
 		})
+	}
+}
+
+// TestClassifierAnswered: an error status the upstream answered gets a
+// hint only where the status implies one: never an identity blame without
+// a client certificate, never "diagnose" (the network works).
+func TestClassifierAnswered(t *testing.T) {
+	t.Parallel()
+	ca := testenv.NewCA(t)
+	leaf := ca.Issue(t, testenv.CertSpec{CommonName: "job", Client: true})
+	id, err := tlsauth.LoadPEM(leaf.CertPEM, leaf.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, status := range []int{400, 401, 403, 404, 410, 418, 422, 429} {
+		for _, withID := range []bool{false, true} {
+			var ident *tlsauth.Identity
+			if withID {
+				ident = id
+			}
+			e := &upstream.Error{Upstream: "https://proxy.corp", StatusCode: status, Body: "Go module host not permitted"}
+			layer, hint := ClassifierWith(ident, nil)(e)
+			if layer != "http" {
+				t.Errorf("status %d: layer %q, want http", status, layer)
+			}
+			if strings.Contains(hint, "diagnose") {
+				t.Errorf("status %d: hint %q sends the user to a network diagnosis", status, hint)
+			}
+			blames := strings.Contains(hint, "identity") || strings.Contains(hint, "certificate")
+			if want := withID && (status == 401 || status == 403); blames != want {
+				t.Errorf("status %d, client certificate %v: hint %q; identity named = %v, want %v", status, withID, hint, blames, want)
+			}
+		}
 	}
 }
 
@@ -127,7 +162,7 @@ route {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := NewFetcher(pol, "", nil, nil, 5*time.Second, nil)
+	f, err := NewFetcher(pol, nil, nil, 5*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

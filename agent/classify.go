@@ -16,7 +16,9 @@ import (
 // transport errors, plus what only the agent knows — its own certificate's
 // validity, and HTTP answers of TLS-terminating fronts such as nginx, which
 // report a missing or rejected client certificate as a 400 page rather
-// than a TLS alert.
+// than a TLS alert. For an error status the upstream answered
+// (upstream.Error.Answered) the remedy is the hint the proxy relays after
+// the upstream's own text, "" when the status implies none.
 func Classifier(id *tlsauth.Identity) func(error) (layer, remedy string) {
 	return func(err error) (string, string) {
 		// An open circuit fails like the failure that opened it.
@@ -38,6 +40,9 @@ func Classifier(id *tlsauth.Identity) func(error) (layer, remedy string) {
 			}
 			return layer, remedy
 		}
+		if ue.Answered() {
+			return diagnose.LayerHTTP, answeredHint(ue.StatusCode, id)
+		}
 		switch body := ue.Body; {
 		case ue.StatusCode == http.StatusBadRequest && strings.Contains(body, "No required SSL certificate was sent"):
 			if id == nil {
@@ -49,13 +54,30 @@ func Classifier(id *tlsauth.Identity) func(error) (layer, remedy string) {
 				return diagnose.LayerClientCert, r
 			}
 			return diagnose.LayerClientCert, fmt.Sprintf("the upstream rejected our client certificate (%s): it is not issued by a CA the upstream trusts, or revoked; run 'goproxy-setup diagnose'", describe(id))
-		case ue.StatusCode == http.StatusUnauthorized || ue.StatusCode == http.StatusForbidden:
-			return diagnose.LayerHTTP, fmt.Sprintf("the upstream refused the request (HTTP %d): check that this identity may read these modules", ue.StatusCode)
 		case ue.StatusCode >= 500:
 			return diagnose.LayerHTTP, fmt.Sprintf("the upstream failed with HTTP %d: check its health and logs, or add a fallback upstream with '|'", ue.StatusCode)
 		}
 		return diagnose.LayerHTTP, fmt.Sprintf("the upstream answered HTTP %d: run 'goproxy-setup diagnose' for a layer-by-layer report", ue.StatusCode)
 	}
+}
+
+// answeredHint is the hint relayed after the text of an upstream that
+// answered status (4xx), or "" when the status implies none. Only a
+// refusal of a request that carried a client certificate may point at the
+// identity: without one, a 401 or 403 is the upstream's policy, and its
+// own text says why.
+func answeredHint(status int, id *tlsauth.Identity) string {
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		if id != nil {
+			return fmt.Sprintf("we presented the client certificate %s: if this module should be readable, check that this identity may read it", describe(id))
+		}
+	case http.StatusTooManyRequests:
+		return "the upstream limits the request rate: retry later, lower the warm concurrency, or ask its operators for a higher limit"
+	case http.StatusProxyAuthRequired:
+		return "an HTTP proxy asks for credentials: put them in HTTPS_PROXY's URL, or add the upstream to NO_PROXY"
+	}
+	return ""
 }
 
 // ClassifierWith is Classifier, but where the error alone only says "http"

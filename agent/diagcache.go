@@ -12,7 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
-	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
 
@@ -45,7 +45,7 @@ type diagEntry struct {
 func NewDiagnosisCache(id *tlsauth.Identity, roots *x509.CertPool, log hclog.Logger, upstreams ...*url.URL) *DiagnosisCache {
 	c := &DiagnosisCache{id: id, roots: roots, log: log, ttl: 30 * time.Second, entries: map[string]*diagEntry{}, real: map[string]*url.URL{}}
 	for _, u := range upstreams {
-		c.real[upstream.Redact(u)] = u
+		c.real[redact.URL(u)] = u
 	}
 	return c
 }

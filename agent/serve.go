@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/mod/module"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
@@ -86,11 +87,9 @@ func ReadHandoff(r io.Reader) (Handoff, error) {
 
 // ServeConfig configures Serve, the agent process.
 type ServeConfig struct {
-	// Policy is the effective policy (policies.Default when nil).
+	// Policy is the effective policy (policies.Resolve: --upstream is
+	// already in its default route; policies.Default when nil).
 	Policy *policies.Policy
-	// UpstreamList, when not empty, replaces the policy's default route
-	// (the --upstream flag).
-	UpstreamList string
 	// Identity is presented to the upstreams of the default route and of
 	// routes whose upstreams declare no identity of their own; nil for
 	// none.
@@ -125,7 +124,7 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	fetcher, err := NewFetcher(cfg.Policy, cfg.UpstreamList, cfg.Identity, cfg.Roots, cfg.Timeout, log)
+	fetcher, err := NewFetcher(cfg.Policy, cfg.Identity, cfg.Roots, cfg.Timeout, log)
 	if err != nil {
 		return err
 	}
@@ -216,9 +215,9 @@ type routeClient struct {
 	client   *upstream.Client
 }
 
-// NewFetcher builds the upstream clients for a policy (nil: the default
-// policy). upstreamList, when not empty, replaces the default route.
-func NewFetcher(pol *policies.Policy, upstreamList string, id *tlsauth.Identity, roots *x509.CertPool, timeout time.Duration, log hclog.Logger) (*Fetcher, error) {
+// NewFetcher builds the upstream clients for the routes of an effective
+// policy (policies.Resolve; nil: the default policy).
+func NewFetcher(pol *policies.Policy, id *tlsauth.Identity, roots *x509.CertPool, timeout time.Duration, log hclog.Logger) (*Fetcher, error) {
 	if pol == nil {
 		pol = policies.Default()
 	}
@@ -226,11 +225,8 @@ func NewFetcher(pol *policies.Policy, upstreamList string, id *tlsauth.Identity,
 		log = hclog.NewNullLogger()
 	}
 	retry := upstream.Retry{Attempts: pol.Retry.Attempts, Backoff: pol.Retry.Backoff, MaxBackoff: pol.Retry.MaxBackoff}
-	build := func(list string, ups []*policies.Upstream) (*upstream.Client, error) {
-		entries, err := upstream.ParseList(list)
-		if err != nil {
-			return nil, err
-		}
+	build := func(route policies.Route) (*upstream.Client, error) {
+		entries, ups := upstream.RouteEntries(route, false), route.Upstreams
 		var origins []upstream.Origin
 		for _, e := range upstream.Proxies(entries) {
 			o := upstream.Origin{Host: e.URL.Host, Identity: id, Roots: roots}
@@ -286,16 +282,12 @@ func NewFetcher(pol *policies.Policy, upstreamList string, id *tlsauth.Identity,
 		}), nil
 	}
 	f := &Fetcher{}
-	list := upstreamList
-	if list == "" {
-		list = pol.DefaultRoute.List()
-	}
 	var err error
-	if f.def, err = build(list, pol.DefaultRoute.Upstreams); err != nil {
+	if f.def, err = build(pol.DefaultRoute); err != nil {
 		return nil, err
 	}
 	for _, r := range pol.Routes {
-		c, err := build(r.List(), r.Upstreams)
+		c, err := build(r)
 		if err != nil {
 			return nil, err
 		}
@@ -332,7 +324,7 @@ func (f *Fetcher) client(path string) *upstream.Client {
 	}
 	if r, err := proxy.ParsePath(path); err == nil {
 		for _, rc := range f.routes {
-			if matchPatterns(rc.patterns, r.Module) {
+			if module.MatchPrefixPatterns(rc.patterns, r.Module) {
 				return rc.client
 			}
 		}

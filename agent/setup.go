@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -22,6 +22,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
@@ -29,9 +30,11 @@ import (
 // Config configures Setup: the Contract's shared flags plus the front
 // end's choices.
 type Config struct {
-	// Upstream is the upstream list in GOPROXY syntax; empty uses the
-	// policy's default route.
-	Upstream string
+	// Upstream is the --upstream list (policies.Policy.WithUpstreamList
+	// gives the syntax); it replaces the policy's default route when
+	// UpstreamSet, and an empty one is then bad input.
+	Upstream    string
+	UpstreamSet bool
 	// ClientCert and ClientKey are PEM files; CACert extra roots.
 	ClientCert, ClientKey, CACert string
 	// Policy is a policy file; empty for the built-in defaults.
@@ -94,9 +97,14 @@ type Result struct {
 }
 
 // Setup runs the bootstrap: policy, identity, privilege, agent, env, warm,
-// report. On an upstream failure it returns a Result with Report and
-// ReportPath set and an error marked errkind.Unreachable; the agent keeps
-// running so the job can still be diagnosed and stopped.
+// report. When the warm fails, the error is marked with the failure's
+// kind (DESIGN.md, Contract: failure model): a transport failure
+// (errkind.Unreachable) runs the diagnostic ladder and sets Report and
+// ReportPath; a local fault (errkind.Local: module cache, disk,
+// permissions), an error status the upstream answered (errkind.Answered)
+// and a cancelled run start no diagnosis. The agent keeps running (PID is
+// set) so that a front end can still report and stop it; one that exports
+// no environment on failure must stop it (see Stop).
 func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	start := time.Now()
 	log := cfg.Logger
@@ -108,31 +116,18 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 		res.StateDir = DefaultStateDir()
 	}
 
-	// 1. Policy.
-	pol := policies.Default()
-	if cfg.Policy != "" {
-		p, err := policies.Load(cfg.Policy)
-		if err != nil {
-			return res, err
-		}
-		pol = p
-	}
-	list := cfg.Upstream
-	if list == "" {
-		list = pol.DefaultRoute.List()
-	}
-	entries, err := upstream.ParseList(list)
+	// 1. Policy: the one path from policy to routes to the exported
+	// GOPROXY (policies.Resolve), the same in the agent process.
+	pol, err := policies.Resolve(cfg.Policy, cfg.Upstream, cfg.UpstreamSet)
 	if err != nil {
 		return res, err
 	}
-	if upstream.GoproxySuffix(entries) != "" && !pol.Direct.Allowed && cfg.Policy != "" {
-		return res, errkind.Mark(errkind.BadInput, fmt.Errorf("upstream list %q ends with direct, which policy %s does not allow: remove direct or set direct { allowed = true }", list, cfg.Policy))
+	entries := upstream.RouteEntries(pol.DefaultRoute, false)
+	if err := checkGoEnv(); err != nil {
+		return res, err
 	}
 	res.Endpoints = pol.Endpoints()
-	if cfg.Upstream != "" {
-		res.Endpoints = endpoints(entries)
-	}
-	res.Upstreams = redactList(entries)
+	res.Upstreams = redact.List(pol.DefaultRoute.List())
 
 	// 2. Identity.
 	if err := os.MkdirAll(res.StateDir, 0o700); err != nil {
@@ -201,7 +196,10 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	args := []string{"--upstream", list, "--timeout", cfg.Timeout.String()}
+	args := []string{"--timeout", cfg.Timeout.String()}
+	if cfg.UpstreamSet {
+		args = append(args, "--upstream", cfg.Upstream)
+	}
 	if sep.privateDir != "" {
 		args = append(args, "--private-dir", sep.privateDir)
 	}
@@ -237,9 +235,6 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 
 	// 5. Environment.
 	res.Env = pol.GoEnv(st.BaseURL)
-	if sfx := upstream.GoproxySuffix(entries); sfx != "" && !strings.HasSuffix(res.Env[0].Value, "direct") {
-		res.Env[0].Value += sfx
-	}
 
 	// 6. Warm.
 	if cfg.Warm {
@@ -264,35 +259,39 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 			})
 			res.Warm = sum
 			if werr != nil {
-				err = werr
-				if errkind.Of(werr) == errkind.Unreachable {
+				// Only a transport failure runs the ladder: a local fault,
+				// an upstream's answer or a cancelled run is not the
+				// network's, and a diagnosis saying "all checks ok" would
+				// send the user to the wrong system.
+				kind := warmFailureKind(ctx, werr)
+				switch kind {
+				case errkind.Unreachable:
 					res.Report, res.ReportPath = diagnoseUpstreams(ctx, res.StateDir, entries, id, roots, log)
 					err = fmt.Errorf("%w\ndiagnosis: %s (full report: %s)", werr, res.Report.Verdict.Summary, res.ReportPath)
+				case errkind.Local:
+					modCache := ""
+					if sum != nil {
+						modCache = sum.ModCache
+					}
+					err = fmt.Errorf("%w\n%s", werr, localFaultLine(werr, modCache))
+				case errkind.Answered:
+					err = fmt.Errorf("%w\nthe upstream answered these requests with an error status (its text is above): not a network fault, so no diagnosis was run", werr)
+				default:
+					err = werr
 				}
-				markErr := MarkSetupDone(ctx, res.StateDir)
+				err = errkind.Mark(kind, err)
+				if ctx.Err() == nil {
+					if merr := MarkSetupDone(ctx, res.StateDir); merr != nil {
+						log.Debug("could not record the failure count", "error", merr)
+					}
+				}
 				res.Elapsed = time.Since(start)
-				return res, errors.Join(err, markErr)
+				return res, err
 			}
 		}
 	}
 	res.Elapsed = time.Since(start)
 	return res, MarkSetupDone(ctx, res.StateDir)
-}
-
-// endpoints returns the host:port of every proxy in entries.
-func endpoints(entries []Entry) []string {
-	var out []string
-	for _, e := range upstream.Proxies(entries) {
-		port := e.URL.Port()
-		if port == "" {
-			port = map[string]string{"https": "443", "http": "80"}[e.URL.Scheme]
-		}
-		hp := net.JoinHostPort(e.URL.Hostname(), port)
-		if !slices.Contains(out, hp) {
-			out = append(out, hp)
-		}
-	}
-	return out
 }
 
 func defaultGoSums(dir string) []string {
@@ -304,22 +303,6 @@ func defaultGoSums(dir string) []string {
 		}
 	}
 	return out
-}
-
-func redactList(entries []Entry) string {
-	var parts []string
-	for i, e := range entries {
-		s := e.String()
-		if i < len(entries)-1 {
-			if e.AnyError {
-				s += "|"
-			} else {
-				s += ","
-			}
-		}
-		parts = append(parts, s)
-	}
-	return strings.Join(parts, "")
 }
 
 // Entry is an upstream list element.
@@ -371,4 +354,106 @@ func WriteReports(dir string, r *diagnose.Report) (string, error) {
 		errs = append(errs, atomicfile.WriteFile(filepath.Join(dir, f.name), []byte(b.String()), 0o644))
 	}
 	return filepath.Join(dir, "report.txt"), errors.Join(errs...)
+}
+
+// checkGoEnv refuses a Go environment that cmd/go would refuse later in the
+// job, before anything starts: a relative GOMODCACHE or GOPATH entry.
+func checkGoEnv() error {
+	if v := os.Getenv("GOMODCACHE"); v != "" && !filepath.IsAbs(v) {
+		return errkind.Mark(errkind.BadInput, fmt.Errorf("GOMODCACHE=%q is a relative path, which the go command refuses: set it to an absolute path (e.g. GOMODCACHE=\"$PWD/%s\")", v, v))
+	}
+	for _, p := range filepath.SplitList(os.Getenv("GOPATH")) {
+		if p != "" && !filepath.IsAbs(p) {
+			return errkind.Mark(errkind.BadInput, fmt.Errorf("GOPATH entry %q is a relative path, which the go command refuses: make every GOPATH entry absolute", p))
+		}
+	}
+	return nil
+}
+
+// warmFailureKind returns the kind of a failed warm, whose error may join
+// many modules' failures of different kinds. The most telling wins: bad
+// input (a go.sum that cannot be read or parsed: nothing was fetched); an
+// integrity failure; a local fault (asked with errkind.IsLocalIO before
+// anything else looks at the error, since a syscall.Errno such as ENOSPC
+// also passes for a network error); a cancelled run; a transport failure;
+// last an error status the upstream answered.
+func warmFailureKind(ctx context.Context, err error) errkind.Kind {
+	switch {
+	case hasKind(err, errkind.BadInput):
+		// A go.sum that cannot be read is the user's input (even though
+		// its error is a path error), and nothing was fetched.
+		return errkind.BadInput
+	case hasKind(err, errkind.Integrity):
+		return errkind.Integrity
+	case errkind.IsLocalIO(err) || hasKind(err, errkind.Local):
+		return errkind.Local
+	case hasKind(err, errkind.Canceled) || errors.Is(ctx.Err(), context.Canceled):
+		return errkind.Canceled
+	case hasKind(err, errkind.Unreachable):
+		return errkind.Unreachable
+	case hasKind(err, errkind.Answered):
+		return errkind.Answered
+	}
+	return errkind.Of(err)
+}
+
+// hasKind reports whether any error in err's tree (joined errors
+// included) is marked k.
+func hasKind(err error, k errkind.Kind) bool {
+	if err == nil {
+		return false
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if hasKind(e, k) {
+				return true
+			}
+		}
+		return false
+	}
+	if errkind.Of(err) == k {
+		return true
+	}
+	return hasKind(errors.Unwrap(err), k)
+}
+
+// localFaultLine says what a local fault is and how to fix it, from the
+// first file-system error in err; modCache is the module cache root, when
+// known.
+func localFaultLine(err error, modCache string) string {
+	const tail = "a fault of this machine, not of the network or the upstream: no network diagnosis was run"
+	var pe *fs.PathError
+	var le *os.LinkError
+	path := ""
+	switch {
+	case errors.As(err, &pe):
+		path = pe.Path
+	case errors.As(err, &le):
+		path = le.New
+	}
+	var errno syscall.Errno
+	errors.As(err, &errno)
+	where := "the module cache (GOMODCACHE)"
+	if path != "" {
+		where = path
+	}
+	var fix string
+	switch errno {
+	case syscall.ENOSPC, syscall.EDQUOT, syscall.EFBIG:
+		if modCache != "" {
+			where = "the module cache " + modCache
+		}
+		fix = fmt.Sprintf("the disk is full: free space on the file system holding %s, or point GOMODCACHE at a larger one", where)
+	case syscall.EROFS:
+		fix = fmt.Sprintf("%s is on a read-only file system: point GOMODCACHE at a writable directory", where)
+	case syscall.EACCES, syscall.EPERM:
+		fix = fmt.Sprintf("this user (uid %d) may not write %s: fix its owner or mode, or point GOMODCACHE at a writable directory", os.Getuid(), where)
+	case syscall.ENOTDIR, syscall.EEXIST:
+		fix = fmt.Sprintf("a file stands where %s needs a directory: remove it, or point GOMODCACHE elsewhere", where)
+	case syscall.EMFILE, syscall.ENFILE:
+		fix = "too many open files: raise the limit (ulimit -n) or lower the warm concurrency"
+	default:
+		fix = fmt.Sprintf("check %s: it must be a writable directory with free space", where)
+	}
+	return "fix: " + fix + " (" + tail + ")"
 }

@@ -95,6 +95,12 @@ type Upstream struct {
 	// TokenEnv names the environment variable that holds the bearer
 	// token, or is empty.
 	TokenEnv string
+	// Username and Password are basic authentication for this upstream,
+	// from user info in an --upstream URL (a policy file refuses them: use
+	// token_env there). URL never holds them; Show never prints the
+	// password.
+	Username string
+	Password Secret
 	// Timeout bounds one fetch from this upstream, headers and body.
 	Timeout time.Duration
 	// ConnectTimeout bounds the TCP connect and TLS handshake.
@@ -106,6 +112,9 @@ type Upstream struct {
 	// lower can be set.
 	MinTLSVersion uint16
 }
+
+// BasicAuth reports whether the upstream has basic authentication.
+func (u *Upstream) BasicAuth() bool { return u.Username != "" || u.Password != "" }
 
 // HostPort returns the upstream's host:port, with the scheme's default port
 // when the URL has none.
@@ -137,11 +146,9 @@ type Route struct {
 	Private bool
 }
 
-// IsDefault reports whether r is the default route (no patterns).
-func (r Route) IsDefault() bool { return r.Modules == nil }
-
 // List returns the route's upstreams in cmd/go's GOPROXY syntax, e.g.
-// "https://a.example|https://b.example".
+// "https://a.example|https://b.example", for display: it holds no basic
+// authentication (see Upstream.Username).
 func (r Route) List() string {
 	var b strings.Builder
 	for i, u := range r.Upstreams {
@@ -390,14 +397,16 @@ func (p *Policy) PrivatePatterns() []string {
 }
 
 // GoEnv returns the environment to export to the job, in order: GOPROXY
-// (goproxyURL, the agent, with ",direct" when direct is allowed), then
+// (goproxyURL, the agent, followed by "direct" when direct is allowed,
+// after the separator of the default route's last upstream: ",direct" when
+// it falls through on 404/410, "|direct" on any error), then
 // GOSUMDB when it is not cmd/go's default, GONOSUMDB (the private
 // patterns), GOPRIVATE and GONOPROXY=none when the policy asks, and
 // GOFLAGS when the policy sets it. No value holds a secret.
 func (p *Policy) GoEnv(goproxyURL string) []EnvVar {
 	proxy := goproxyURL
 	if p.Direct.Allowed {
-		proxy += ",direct"
+		proxy += p.directSeparator() + "direct"
 	}
 	env := []EnvVar{{"GOPROXY", proxy}}
 	priv := strings.Join(p.PrivatePatterns(), ",")
@@ -419,6 +428,15 @@ func (p *Policy) GoEnv(goproxyURL string) []EnvVar {
 		env = append(env, EnvVar{"GOFLAGS", p.Env.GOFLAGS})
 	}
 	return env
+}
+
+// directSeparator is the GOPROXY separator between the agent and direct:
+// the default route's last upstream's.
+func (p *Policy) directSeparator() string {
+	if n := len(p.DefaultRoute.Upstreams); n > 0 {
+		return p.DefaultRoute.Upstreams[n-1].Fallthrough.Separator()
+	}
+	return ","
 }
 
 // Endpoints returns the host:port list the job needs to reach, for an

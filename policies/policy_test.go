@@ -510,19 +510,29 @@ func TestWithUpstreamList(t *testing.T) {
 		{"one URL", "", "https://a.example", "https://a.example", false},
 		{"separators", "", "https://a.example|https://b.example,https://c.example", "https://a.example|https://b.example,https://c.example", false},
 		{"no scheme", "", "a.example/go/", "https://a.example/go", false},
-		{"spaces and empties", "", " https://a.example ,, https://b.example ", "https://a.example,https://b.example", false},
+		{"spaces", "", " https://a.example , https://b.example ", "https://a.example,https://b.example", false},
+		{"doubled separator", "", " https://a.example ,, https://b.example ", "--upstream: element 2 is empty: remove the doubled separator", true},
+		{"trailing separator", "", "https://a.example|", `--upstream: ends with a separator: remove the trailing "|"`, true},
 		{"by name", pol, "internal|public", "https://internal.example|https://proxy.golang.org", false},
 		{"by declared URL", pol, "https://internal.example", "https://internal.example", false},
 		{"direct refused", "", "https://a.example,direct", `--upstream: the policy p.hcl does not allow direct fetches: remove "direct", or set direct { allowed = true } in the policy`, true},
 		{"direct allowed", "direct {\n  allowed = true\n}\n", "https://a.example,direct", "https://a.example", false},
 		{"direct not last", "direct {\n  allowed = true\n}\n", "direct,https://a.example", `--upstream: "direct" must be the last element: move it to the end`, true},
 		{"off", "", "off", `--upstream: "off" would refuse every module: name at least one upstream, and use a deny rule in the policy to refuse modules`, true},
-		{"empty", "", " , ", "--upstream: the list names no upstream: give at least one URL, like https://proxy.golang.org", true},
+		{"empty", "", "", "--upstream: empty (an empty --upstream or GOPROXY_SETUP_UPSTREAM is never the public default): give at least one proxy URL, like https://proxy.golang.org, or unset it for the policy's default route", true},
+		{"blank", "", "  ", "--upstream: empty (an empty --upstream or GOPROXY_SETUP_UPSTREAM is never the public default): give at least one proxy URL, like https://proxy.golang.org, or unset it for the policy's default route", true},
+		{"separator only", "", " , ", `--upstream: ends with a separator: remove the trailing ","`, true},
+		{"direct alone", "direct {\n  allowed = true\n}\n", "direct", "--upstream: the list names no upstream: give at least one URL, like https://proxy.golang.org", true},
+		{"noproxy", "", "noproxy", `--upstream: "noproxy" is not supported: name the upstream URLs`, true},
+		{"off last", "", "https://a.example,off", `--upstream: "off" would refuse every module: name at least one upstream, and use a deny rule in the policy to refuse modules`, true},
+		{"query", "", "https://a.example/?token=" + canary, "--upstream: https://a.example/ has a query or fragment, which a GOPROXY URL cannot have: remove it", true},
+		{"ftp", "", "ftp://a.example", `--upstream: "ftp://a.example" has scheme "ftp": use https://`, true},
+		{"no host", "", "https://", `--upstream: "https://" has no host: write it as https://host[:port][/path]`, true},
 		{"http off loopback", "", "http://a.example", `--upstream: "http://a.example" uses http to a non-loopback host: use https (plain http is accepted for 127.0.0.1, ::1 and localhost only)`, true},
 		{"http loopback", "", "http://127.0.0.1:8080", "http://127.0.0.1:8080", false},
 		{"unknown name", "", "corp", `--upstream: "corp" is neither a URL nor an upstream the policy p.hcl declares: write a URL like https://proxy.example.com`, true},
-		{"credentials", "", "https://u:" + canary + "@a.example", "--upstream: https://u:(redacted)@a.example has credentials in it, which would show in logs: remove them and set token_env instead", true},
 		{"twice", "", "https://a.example,https://a.example/", "--upstream: upstream https://a.example appears twice: remove the repetition", true},
+		{"twice with user info", "", "https://u:p@a.example,a.example|https://u:p@a.example", "--upstream: upstream https://a.example appears twice: remove the repetition", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -577,6 +587,29 @@ func TestWithUpstreamList(t *testing.T) {
 		t.Errorf("copy of internal = %+v, want its URL and identity", c)
 	}
 
+	// User info is basic authentication, kept as a secret: the route, Show
+	// and the URL never hold the password.
+	pc := Default()
+	if err := pc.WithUpstreamList("https://u:" + canary + "@a.example|a.example"); err != nil {
+		t.Fatal(err)
+	}
+	var shown bytes.Buffer
+	if err := pc.Show(&shown); err != nil {
+		t.Fatal(err)
+	}
+	u0 := pc.DefaultRoute.Upstreams[0]
+	if u0.Username != "u" || u0.Password.Reveal() != canary || u0.URL != "https://a.example" || u0.Fallthrough != FallthroughAny {
+		t.Errorf("upstream with user info = %+v, want user u, the password, URL https://a.example, fallthrough any", u0)
+	}
+	if pc.DefaultRoute.Upstreams[1].BasicAuth() {
+		t.Errorf("the same URL without user info got basic authentication")
+	}
+	for _, s := range []string{shown.String(), pc.DefaultRoute.List(), fmt.Sprintf("%v %+v %#v", pc, *u0, *u0)} {
+		if strings.Contains(s, canary) {
+			t.Errorf("the password shows: %s", s)
+		}
+	}
+
 	// A declared upstream keeps its identity when the flag names it.
 	p := mustParse(t, pol)
 	if err := p.WithUpstreamList("https://internal.example"); err != nil {
@@ -620,6 +653,71 @@ func TestQuoteRoundTrip(t *testing.T) {
 		want := strings.ToValidUTF8(s, "\ufffd")
 		if got := p.Rules[0].Reason; got != want {
 			t.Errorf("quote(%q) parses back as %q", s, got)
+		}
+	}
+}
+
+// TestDefaultFileBehavesAsDefault: default.hcl says it is exactly what runs
+// without --policy. Beyond equal values, every --upstream list gets the
+// same answer (direct refused included) and the same exported environment
+// through Resolve, the path every subcommand takes.
+func TestDefaultFileBehavesAsDefault(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		list string
+		set  bool
+	}{
+		{"", false},
+		{"", true},
+		{"https://a.example", true},
+		{"https://a.example,direct", true},
+		{"https://a.example|direct", true},
+		{"public", true},
+		{"off", true},
+		{"https://a.example,,https://b.example", true},
+	} {
+		t.Run(fmt.Sprintf("%q/%v", tc.list, tc.set), func(t *testing.T) {
+			t.Parallel()
+			builtin, berr := Resolve("", tc.list, tc.set)
+			file, ferr := Resolve("default.hcl", tc.list, tc.set)
+			if (berr == nil) != (ferr == nil) {
+				t.Fatalf("built-in: %v; default.hcl: %v; want the same outcome", berr, ferr)
+			}
+			if berr != nil {
+				b := strings.ReplaceAll(berr.Error(), DefaultSource, "FILE")
+				f := strings.ReplaceAll(ferr.Error(), "default.hcl", "FILE")
+				if b != f || errkind.Of(berr) != errkind.BadInput || errkind.Of(ferr) != errkind.BadInput {
+					t.Errorf("built-in error %q, default.hcl error %q: want the same bad input", berr, ferr)
+				}
+				return
+			}
+			sameEffect(t, file, builtin)
+			if g, w := file.GoEnv("http://127.0.0.1:1/t"), builtin.GoEnv("http://127.0.0.1:1/t"); !slices.Equal(g, w) {
+				t.Errorf("GoEnv: default.hcl %v, built-in %v", g, w)
+			}
+		})
+	}
+	// The built-in policy refuses direct, as default.hcl says.
+	if _, err := Resolve("", "https://a.example,direct", true); err == nil || !strings.Contains(err.Error(), "does not allow direct") {
+		t.Errorf("Resolve(built-in, …,direct) = %v, want direct refused", err)
+	}
+}
+
+func TestGoEnvDirectSeparator(t *testing.T) {
+	t.Parallel()
+	const allow = "direct {\n  allowed = true\n}\n"
+	for _, tc := range []struct{ list, want string }{
+		{"https://a.example", "http://agent/t,direct"},
+		{"https://a.example,direct", "http://agent/t,direct"},
+		{"https://a.example|direct", "http://agent/t|direct"},
+		{"https://a.example,https://b.example|direct", "http://agent/t|direct"},
+	} {
+		p := mustParse(t, allow)
+		if err := p.WithUpstreamList(tc.list); err != nil {
+			t.Fatal(err)
+		}
+		if got := p.GoEnv("http://agent/t")[0].Value; got != tc.want {
+			t.Errorf("--upstream %q: GOPROXY = %q, want %q", tc.list, got, tc.want)
 		}
 	}
 }

@@ -30,6 +30,9 @@ func (p *Policy) Show(w io.Writer) error {
 			b.attr("token", quote(Redacted))
 		}
 		setStr(b, "token_env", u.TokenEnv)
+		if u.BasicAuth() {
+			b.comment("basic authentication from --upstream: user " + strconv.Quote(u.Username) + ", password " + Redacted)
+		}
 		b.attr("timeout", dur(u.Timeout))
 		b.attr("connect_timeout", dur(u.ConnectTimeout))
 		b.attr("fallthrough", quote(u.Fallthrough.String()))

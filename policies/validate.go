@@ -8,6 +8,8 @@ import (
 	"path"
 	"regexp"
 	"strings"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
 // nameRE is the syntax of upstream names: no dots or colons, so that a
@@ -27,58 +29,38 @@ func checkName(name string) error {
 	return nil
 }
 
-// redactURL returns s with any userinfo password, query and fragment
-// replaced, for messages about a URL that may carry secrets.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return Redacted
-	}
-	const mark = "REDACTEDVALUE"
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), mark)
-	}
-	if u.RawQuery != "" {
-		u.RawQuery = mark
-	}
-	if u.Fragment != "" {
-		u.Fragment = mark
-	}
-	return strings.ReplaceAll(u.String(), mark, Redacted)
-}
-
 // normalizeURL validates an upstream (or checksum database) URL and returns
 // it without a trailing slash. The error message never repeats a secret.
 func normalizeURL(s string) (string, error) {
 	u, err := url.Parse(s)
 	if err != nil || u.Opaque != "" {
-		return "", fmt.Errorf("%q is not a URL: write it as https://host[:port][/path]", redactURL(s))
+		return "", fmt.Errorf("%q is not a URL: write it as https://host[:port][/path]", redact.URLString(s))
 	}
 	if u.User != nil {
-		return "", fmt.Errorf("%s has credentials in it, which would show in logs: remove them and set token_env instead", redactURL(s))
+		return "", fmt.Errorf("%s has credentials in it, which would show in logs: remove them and set token_env instead", redact.URLString(s))
 	}
 	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return "", fmt.Errorf("%s has a query or fragment, which a GOPROXY URL cannot have: remove it", redactURL(s))
+		return "", fmt.Errorf("%s has a query or fragment, which a GOPROXY URL cannot have: remove it", redact.URLString(s))
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return "", fmt.Errorf("%q has no host: write it as https://host[:port][/path]", s)
+		return "", fmt.Errorf("%q has no host: write it as https://host[:port][/path]", redact.URLString(s))
 	}
 	if p := u.Port(); p != "" {
 		if n, err := parsePort(p); err != nil || n == 0 {
-			return "", fmt.Errorf("%q has an invalid port: use 1-65535", s)
+			return "", fmt.Errorf("%q has an invalid port: use 1-65535", redact.URLString(s))
 		}
 	}
 	switch u.Scheme {
 	case "https":
 	case "http":
 		if !isLoopback(u.Hostname()) {
-			return "", fmt.Errorf("%q uses http to a non-loopback host: use https (plain http is accepted for 127.0.0.1, ::1 and localhost only)", s)
+			return "", fmt.Errorf("%q uses http to a non-loopback host: use https (plain http is accepted for 127.0.0.1, ::1 and localhost only)", redact.URLString(s))
 		}
 	default:
-		return "", fmt.Errorf("%q has scheme %q: use https://", s, u.Scheme)
+		return "", fmt.Errorf("%q has scheme %q: use https://", redact.URLString(s), u.Scheme)
 	}
 	if strings.Contains(u.Path, "//") || strings.Contains(u.Path, "/../") || strings.HasSuffix(u.Path, "/..") {
-		return "", fmt.Errorf("%q has an unclean path: remove the empty or '..' elements", s)
+		return "", fmt.Errorf("%q has an unclean path: remove the empty or '..' elements", redact.URLString(s))
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""

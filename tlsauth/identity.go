@@ -31,6 +31,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,22 @@ func (e *ValidityError) Error() string {
 		return fmt.Sprintf("client certificate %q expired at %s (%s ago): renew it or enrol again", e.Subject, e.NotAfter.UTC().Format(time.RFC3339), e.Now.Sub(e.NotAfter).Round(time.Second))
 	}
 	return fmt.Sprintf("client certificate %q is not valid until %s: check the clock of this machine and of the CA", e.Subject, e.NotBefore.UTC().Format(time.RFC3339))
+}
+
+// EncryptedKeyError reports a private key that is encrypted (PKCS#8
+// "ENCRYPTED PRIVATE KEY", or a legacy PEM block with "Proc-Type:
+// 4,ENCRYPTED"): the agent has no passphrase to decrypt it with.
+type EncryptedKeyError struct {
+	// File is the key file, "" when the key did not come from a file.
+	File string
+}
+
+func (e *EncryptedKeyError) Error() string {
+	f := e.File
+	if f == "" {
+		return "client key is encrypted: decrypt it first (e.g. openssl pkey -in KEY -out plain.key)"
+	}
+	return fmt.Sprintf("client key %s is encrypted: decrypt it first (e.g. openssl pkey -in %s -out plain.key)", f, f)
 }
 
 // ErrKeyMismatch is returned when the private key does not belong to the
@@ -148,6 +165,10 @@ func (id *Identity) Reload() (bool, error) {
 		return false, err
 	}
 	cert, err := parsePEM(certPEM, keyPEM)
+	var enc *EncryptedKeyError
+	if errors.As(err, &enc) {
+		return false, errkind.Mark(errkind.BadInput, &EncryptedKeyError{File: id.keyFile})
+	}
 	if err != nil {
 		return false, fmt.Errorf("%s, %s: %w", id.certFile, id.keyFile, err)
 	}
@@ -310,6 +331,9 @@ func parsePEM(certPEM, keyPEM []byte) (tls.Certificate, error) {
 		if b == nil {
 			return cert, errkind.Mark(errkind.BadInput, errors.New("client key: no PEM private key block found: pass an unencrypted PKCS#1, PKCS#8 or SEC1 key"))
 		}
+		if strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED") || b.Type == "ENCRYPTED PRIVATE KEY" {
+			return cert, errkind.Mark(errkind.BadInput, &EncryptedKeyError{})
+		}
 		var err error
 		switch b.Type {
 		case "PRIVATE KEY":
@@ -318,8 +342,6 @@ func parsePEM(certPEM, keyPEM []byte) (tls.Certificate, error) {
 			key, err = x509.ParsePKCS1PrivateKey(b.Bytes)
 		case "EC PRIVATE KEY":
 			key, err = x509.ParseECPrivateKey(b.Bytes)
-		case "ENCRYPTED PRIVATE KEY":
-			return cert, errkind.Mark(errkind.BadInput, errors.New("client key: the key is encrypted: decrypt it first (openssl pkcs8 -in KEY -out KEY.plain) and keep the result mode 0600"))
 		default:
 			continue
 		}

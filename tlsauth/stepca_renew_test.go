@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 // TestRenewUnderLoad runs a client that fetches continuously from an mTLS

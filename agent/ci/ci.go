@@ -3,9 +3,13 @@
 // GITHUB_OUTPUT file commands, the job summary), the
 // GitLab adapter (collapsible log sections, shell export lines, the dotenv
 // artifact, the JUnit report) and the plain-shell formats (shell, dotenv,
-// JSON). It renders what the bootstrap in package agent produced; it never
-// starts anything itself and sits below agent in the import graph, so the
-// command layer converts agent's results into the types declared here.
+// JSON). FrontEnd is the one interface GitHub and GitLab implement; the
+// setup and report flow over it is written once, in package agent
+// (RunFrontEnd, ReportFrontEnd), which also converts its results into the
+// Outcome and Stats declared here, once. This package renders; it never
+// starts anything itself and sits below agent in the import graph. It also
+// applies each CI's rules for key material (KeyFiles), writing private
+// copies through tlsauth.PrivateDir.
 //
 // Everything that leaves this package goes through two gates: names and
 // values are validated before they reach a CI file command (a value must not
@@ -25,29 +29,23 @@ import (
 	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+	"github.com/goproxy-setup/goproxy-setup/policies"
 )
 
-// EnvVar is one variable exported to the job's later steps.
-type EnvVar struct {
-	// Name is the variable name, [A-Za-z_][A-Za-z0-9_]*.
-	Name string `json:"name"`
-	// Value is the variable's value; it holds no newline, carriage return
-	// or NUL.
-	Value string `json:"value"`
-}
+// EnvVar is one variable exported to the job's later steps: the policy's
+// own type, so the bootstrap's environment reaches the adapters unconverted.
+// Name is [A-Za-z_][A-Za-z0-9_]*; Value holds no newline, carriage return
+// or NUL (ValidateVar).
+type EnvVar = policies.EnvVar
 
 // ErrInvalid is the sentinel for names and values that cannot be handed to a
 // CI file command safely; errors wrapping it are bad input.
 var ErrInvalid = errors.New("invalid CI variable")
 
-// ValidName reports whether name can be an environment variable or dotenv
-// key in every CI this package supports: [A-Za-z_][A-Za-z0-9_]*.
-func ValidName(name string) bool { return validName(name, false) }
-
-// ValidOutputName reports whether name can be a GitHub step output:
-// ValidName's characters plus '-' after the first (setup-go's "cache-hit").
-func ValidOutputName(name string) bool { return validName(name, true) }
-
+// validName reports whether name can be an environment variable or dotenv
+// key in every CI this package supports, [A-Za-z_][A-Za-z0-9_]*, or with
+// dash a GitHub step output, which also allows '-' after the first
+// character (setup-go's "cache-hit").
 func validName(name string, dash bool) bool {
 	if name == "" {
 		return false
@@ -153,8 +151,8 @@ func (r *Redactor) String(s string) string {
 	return s
 }
 
-// Diagnosis renders a failed run's layer-by-layer diagnosis. The command
-// layer adapts agent/diagnose's report to it, which keeps this package free
+// Diagnosis renders a failed run's layer-by-layer diagnosis. Package agent
+// adapts agent/diagnose's report to it, which keeps this package free
 // of the diagnose renderers' signatures and lets tests use a fixed text.
 type Diagnosis interface {
 	// Verdict returns the failing layer (a Contract layer name such as
@@ -200,8 +198,12 @@ type Stats struct {
 	Requests int64
 	// Bytes is the number of bytes it served.
 	Bytes int64
-	// ErrorsByLayer counts failed upstream fetches by Contract layer name.
+	// ErrorsByLayer counts failed upstream fetches of the whole job (setup
+	// included) by Contract layer name.
 	ErrorsByLayer map[string]int64
+	// Failures counts every failed upstream fetch of the job, setup
+	// included.
+	Failures int64
 	// FailedAfterSetup counts fetches that failed after setup finished:
 	// the job then built with an incomplete module cache.
 	FailedAfterSetup int
@@ -233,7 +235,10 @@ type Outcome struct {
 	Warnings []string
 	// Err is the setup's error; nil on success.
 	Err error
-	// Diagnosis is the failure's report; nil when there is none.
+	// Diagnosis is the failure's report; nil when there is none. The
+	// renderers show it only for a transport failure (errkind.Unreachable):
+	// a local fault or an upstream's answer is never shown as a network
+	// layer.
 	Diagnosis Diagnosis
 	// ReportPath is where the full report was written; empty when none.
 	ReportPath string

@@ -2,6 +2,7 @@ package ci
 
 import (
 	"bytes"
+	"encoding/xml"
 	"errors"
 	"flag"
 	"fmt"
@@ -44,10 +45,14 @@ const (
 )
 
 // fakeDiagnosis is a fixed diagnosis; its texts carry the canary to prove
-// the renderers' output is redacted too.
-type fakeDiagnosis struct{}
+// the renderers' output is redacted too. The zero value fails at tls; a
+// diagnosis whose ladder found every layer working has an empty layer.
+type fakeDiagnosis struct{ noLayer bool }
 
-func (fakeDiagnosis) Verdict() (string, string) {
+func (d fakeDiagnosis) Verdict() (string, string) {
+	if d.noLayer {
+		return "", "7 checks ok"
+	}
 	return "tls", "the server's certificate is signed by an unknown authority"
 }
 
@@ -76,9 +81,9 @@ func (fakeDiagnosis) WriteJUnit(w io.Writer) error {
 func okOutcome() *Outcome {
 	return &Outcome{
 		Env: []EnvVar{
-			{"GOPROXY", canaryURL},
-			{"GONOSUMDB", "corp.example.com/*"},
-			{"GOFLAGS", "-mod=mod"},
+			{Name: "GOPROXY", Value: canaryURL},
+			{Name: "GONOSUMDB", Value: "corp.example.com/*"},
+			{Name: "GOFLAGS", Value: "-mod=mod"},
 		},
 		Secrets:   []string{canaryURL, canaryToken},
 		Upstream:  "https://proxy.corp.example.com",
@@ -102,23 +107,49 @@ func failedOutcome() *Outcome {
 	}
 }
 
+// startedOutcome is a setup whose agent was serving (Env, Addr set) when
+// the warm-up failed with err.
+func startedOutcome(err error, d Diagnosis) *Outcome {
+	o := okOutcome()
+	o.Warm, o.Latency, o.Warnings = nil, nil, nil
+	o.Err, o.Diagnosis = err, d
+	return o
+}
+
+// failureOutcomes are the failure model's cases (DESIGN.md) as the front
+// ends meet them: a transport failure with a diagnosis, one whose ladder
+// found every layer working, a local fault (an unusable GOMODCACHE, with a
+// stray diagnosis the renderers must not show), and an upstream that
+// answered 403.
+func failureOutcomes() map[string]*Outcome {
+	return map[string]*Outcome{
+		"failure": failedOutcome(),
+		"unreachable-no-layer": startedOutcome(errkind.Mark(errkind.Unreachable,
+			errors.New("warm: fetch example.com/m@v1.0.0: context deadline exceeded")), fakeDiagnosis{noLayer: true}),
+		"local": startedOutcome(errkind.Mark(errkind.Local,
+			errors.New("warm: module cache /home/u/go/pkg/mod: mkdir /home/u/go/pkg/mod/cache: permission denied: make GOMODCACHE writable or point it elsewhere")), fakeDiagnosis{noLayer: true}),
+		"answered": startedOutcome(errkind.Mark(errkind.Answered,
+			errors.New("warm: fetch example.com/m@v1.0.0: upstream answered 403 Forbidden: client certificate not allowed for example.com/*")), nil),
+	}
+}
+
 func TestValidateVar(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		v  EnvVar
 		ok bool
 	}{
-		{EnvVar{"GOPROXY", "http://127.0.0.1:1/x"}, true},
-		{EnvVar{"_x1", ""}, true},
-		{EnvVar{"cache-hit", "true"}, false},
-		{EnvVar{"-x", "true"}, false},
-		{EnvVar{"1A", "v"}, false},
-		{EnvVar{"", "v"}, false},
-		{EnvVar{"A B", "v"}, false},
-		{EnvVar{"A", "line\nEVIL=1"}, false},
-		{EnvVar{"A", "cr\rx"}, false},
-		{EnvVar{"A", "nul\x00"}, false},
-		{EnvVar{"A", "_GitHubActionsFileCommandDelimeter_"}, true},
+		{EnvVar{Name: "GOPROXY", Value: "http://127.0.0.1:1/x"}, true},
+		{EnvVar{Name: "_x1", Value: ""}, true},
+		{EnvVar{Name: "cache-hit", Value: "true"}, false},
+		{EnvVar{Name: "-x", Value: "true"}, false},
+		{EnvVar{Name: "1A", Value: "v"}, false},
+		{EnvVar{Name: "", Value: "v"}, false},
+		{EnvVar{Name: "A B", Value: "v"}, false},
+		{EnvVar{Name: "A", Value: "line\nEVIL=1"}, false},
+		{EnvVar{Name: "A", Value: "cr\rx"}, false},
+		{EnvVar{Name: "A", Value: "nul\x00"}, false},
+		{EnvVar{Name: "A", Value: "_GitHubActionsFileCommandDelimeter_"}, true},
 	}
 	for _, tc := range cases {
 		err := ValidateVar(tc.v)
@@ -141,9 +172,9 @@ func TestFileCommandsCannotInject(t *testing.T) {
 	// The fixed delimiter of go-githubactions v1.3.0, and our own
 	// prefix: values holding them still parse as one variable each.
 	vars := []EnvVar{
-		{"A", "_GitHubActionsFileCommandDelimeter_"},
-		{"B", "ghadelimiter_"},
-		{"C", "x=y<<z"},
+		{Name: "A", Value: "_GitHubActionsFileCommandDelimeter_"},
+		{Name: "B", Value: "ghadelimiter_"},
+		{Name: "C", Value: "x=y<<z"},
 	}
 	var b bytes.Buffer
 	if err := WriteFileCommands(&b, vars); err != nil {
@@ -171,7 +202,7 @@ func TestFileCommandsCannotInject(t *testing.T) {
 	}
 	// A multi-line value is refused and nothing is written.
 	var b3 bytes.Buffer
-	if err := WriteFileCommands(&b3, []EnvVar{{"OK", "1"}, {"EVIL", "x\nGOPROXY=http://evil"}}); err == nil || b3.Len() != 0 {
+	if err := WriteFileCommands(&b3, []EnvVar{{Name: "OK", Value: "1"}, {Name: "EVIL", Value: "x\nGOPROXY=http://evil"}}); err == nil || b3.Len() != 0 {
 		t.Errorf("got error %v and %d bytes written, want an error and nothing written", err, b3.Len())
 	}
 }
@@ -216,7 +247,7 @@ func fakeEnv(t *testing.T, extra map[string]string) func(string) string {
 	t.Helper()
 	dir := t.TempDir()
 	env := map[string]string{}
-	for _, n := range []string{GitHubEnvFile, GitHubOutputFile, GitHubPathFile, GitHubSummaryFile} {
+	for _, n := range []string{GitHubEnvFile, GitHubOutputFile, GitHubSummaryFile} {
 		env[n] = filepath.Join(dir, strings.ToLower(n))
 	}
 	for k, v := range extra {
@@ -257,15 +288,12 @@ func maskFirst(t *testing.T, log string, secrets ...string) {
 
 func TestGitHubPublish(t *testing.T) {
 	t.Parallel()
-	cases := []struct {
-		name    string
-		outcome *Outcome
-	}{
-		{"success", okOutcome()},
-		{"failure", failedOutcome()},
+	cases := map[string]*Outcome{"success": okOutcome()}
+	for name, o := range failureOutcomes() {
+		cases[name] = o
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
+	for name, o := range cases {
+		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			getenv := fakeEnv(t, nil)
 			var out bytes.Buffer
@@ -273,14 +301,14 @@ func TestGitHubPublish(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := gh.Publish(tc.outcome); err != nil {
+			if err := gh.Publish(o); err != nil {
 				t.Fatal(err)
 			}
 			log := out.String()
 			maskFirst(t, log, canaryURL, canaryToken)
-			golden(t, "github-"+tc.name+".log.golden", log)
+			golden(t, "github-"+name+".log.golden", log)
 			summary := readFile(t, getenv(GitHubSummaryFile))
-			golden(t, "github-"+tc.name+".summary.golden", summary)
+			golden(t, "github-"+name+".summary.golden", summary)
 			if strings.Contains(summary, canaryToken) {
 				t.Errorf("summary shows the capability token")
 			}
@@ -297,17 +325,42 @@ func TestGitHubPublish(t *testing.T) {
 				got[kv.Name] = kv.Value
 			}
 			var want map[string]string
-			if tc.outcome.Err == nil {
+			if o.Err == nil {
 				want = map[string]string{"GOPROXY": canaryURL, "GONOSUMDB": "corp.example.com/*", "GOFLAGS": "-mod=mod", StateDirVar: "/runner/_temp/goproxy-setup",
 					"goproxy": canaryURL, "modules": "42", "cache-hit": "false", "report": ""}
 			} else {
+				// A failed setup exports no environment and no
+				// figures that could pass for success.
 				want = map[string]string{StateDirVar: "/runner/_temp/goproxy-setup",
-					"goproxy": "", "modules": "0", "cache-hit": "false", "report": "/runner/_temp/goproxy-setup/report.md"}
+					"goproxy": "", "modules": "", "cache-hit": "false", "report": o.ReportPath}
 			}
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("env and outputs = %v, want %v", got, want)
 			}
+			checkFailureShown(t, o, log+summary)
 		})
+	}
+}
+
+// checkFailureShown checks what every front end must say about a failed
+// setup: its kind, never an empty failing layer, and a ladder verdict only
+// for a transport failure.
+func checkFailureShown(t *testing.T, o *Outcome, text string) {
+	t.Helper()
+	if o.Err == nil {
+		return
+	}
+	f := o.failure()
+	if !strings.Contains(text, f.name) {
+		t.Errorf("output does not name the kind %q:\n%s", f.name, text)
+	}
+	for _, bad := range []string{"failing layer: :", "Failing layer: —", "Failing layer: ``"} {
+		if strings.Contains(text, bad) {
+			t.Errorf("output shows an empty failing layer %q:\n%s", bad, text)
+		}
+	}
+	if k := errkind.Of(o.Err); k != errkind.Unreachable && (strings.Contains(text, "ailing layer") || strings.Contains(text, "tls: FAIL") || strings.Contains(text, "checks ok")) {
+		t.Errorf("a %v failure is shown as a network diagnosis:\n%s", k, text)
 	}
 }
 
@@ -384,7 +437,7 @@ func TestRedactor(t *testing.T) {
 
 func TestWriteEnvShellRoundTrip(t *testing.T) {
 	t.Parallel()
-	vars := []EnvVar{{"A", "it's $HOME `x` \"q\" \\"}, {"B", ""}, {"C", "a b"}}
+	vars := []EnvVar{{Name: "A", Value: "it's $HOME `x` \"q\" \\"}, {Name: "B", Value: ""}, {Name: "C", Value: "a b"}}
 	var b bytes.Buffer
 	if err := WriteEnv(&b, FormatShell, vars); err != nil {
 		t.Fatal(err)
@@ -400,7 +453,7 @@ func TestWriteEnvShellRoundTrip(t *testing.T) {
 	}
 	for _, f := range []Format{FormatShell, FormatDotenv, FormatJSON} {
 		var b bytes.Buffer
-		if err := WriteEnv(&b, f, []EnvVar{{"X", "a\nY=b"}}); err == nil || b.Len() != 0 {
+		if err := WriteEnv(&b, f, []EnvVar{{Name: "X", Value: "a\nY=b"}}); err == nil || b.Len() != 0 {
 			t.Errorf("%s: got %v and %q, want an error and nothing written", f, err, b.String())
 		}
 	}
@@ -421,26 +474,25 @@ func validateJUnit(t *testing.T, path string) {
 
 func TestGitLabPublish(t *testing.T) {
 	t.Parallel()
-	cases := []struct {
-		name    string
-		outcome *Outcome
-	}{
-		{"success", okOutcome()},
-		{"failure", failedOutcome()},
+	cases := map[string]*Outcome{"success": okOutcome()}
+	for name, o := range failureOutcomes() {
+		cases[name] = o
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
+	for name, o := range cases {
+		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			var stdout, stderr bytes.Buffer
-			gl := NewGitLab(&stderr, func() time.Time { return time.Unix(1700000000, 0) })
 			dotenv, junit := filepath.Join(dir, "goproxy-setup.env"), filepath.Join(dir, "junit.xml")
-			if err := gl.Publish(&stdout, tc.outcome, dotenv, junit); err != nil {
+			gl := NewGitLab(GitLabConfig{Log: &stderr, Stdout: &stdout, Dotenv: dotenv, JUnit: junit,
+				Now: func() time.Time { return time.Unix(1700000000, 0) }})
+			if err := gl.Publish(o); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "gitlab-"+tc.name+".stdout.golden", stdout.String())
-			golden(t, "gitlab-"+tc.name+".stderr.golden", stderr.String())
-			golden(t, "gitlab-"+tc.name+".env.golden", readFile(t, dotenv))
+			golden(t, "gitlab-"+name+".stdout.golden", stdout.String())
+			golden(t, "gitlab-"+name+".stderr.golden", stderr.String())
+			golden(t, "gitlab-"+name+".env.golden", readFile(t, dotenv))
+			golden(t, "gitlab-"+name+".junit.golden", readFile(t, junit))
 			validateJUnit(t, junit)
 			for name, s := range map[string]string{"stderr": stderr.String(), "dotenv": readFile(t, dotenv), "junit": readFile(t, junit)} {
 				if strings.Contains(s, canaryToken) {
@@ -449,6 +501,32 @@ func TestGitLabPublish(t *testing.T) {
 			}
 			if !strings.HasPrefix(stderr.String(), "\x1b[0Ksection_start:1700000000:goproxy_setup_report") {
 				t.Errorf("stderr does not open a section: %q", stderr.String())
+			}
+			checkFailureShown(t, o, stderr.String())
+			if o.Err == nil {
+				return
+			}
+			var suites JUnitSuites
+			if err := xml.Unmarshal([]byte(readFile(t, junit)), &suites); err != nil {
+				t.Fatal(err)
+			}
+			if suites.Failures == 0 {
+				t.Errorf("JUnit report of a failed setup has 0 failures:\n%s", readFile(t, junit))
+			}
+			if strings.Contains(readFile(t, junit), "<failure") && errkind.Of(o.Err) != errkind.Unreachable && !strings.Contains(readFile(t, junit), o.failure().name+": ") {
+				t.Errorf("JUnit failure does not name the kind %q:\n%s", o.failure().name, readFile(t, junit))
+			}
+			env := readFile(t, dotenv)
+			for _, bad := range []string{"MODULES=", "CACHE_HIT=", "GONOSUMDB=", "GOFLAGS="} {
+				if strings.Contains(env, bad) {
+					t.Errorf("dotenv of a failed setup exports %s:\n%s", bad, env)
+				}
+			}
+			if want := "GOPROXY_SETUP_FAILURE=" + o.failure().slug + "\n"; !strings.Contains(env, want) {
+				t.Errorf("dotenv lacks %q:\n%s", want, env)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("a failed setup printed export lines: %q", stdout.String())
 			}
 		})
 	}

@@ -19,7 +19,6 @@ import (
 const (
 	GitHubEnvFile     = "GITHUB_ENV"
 	GitHubOutputFile  = "GITHUB_OUTPUT"
-	GitHubPathFile    = "GITHUB_PATH"
 	GitHubSummaryFile = "GITHUB_STEP_SUMMARY"
 )
 
@@ -160,14 +159,6 @@ func (g *GitHub) appendVars(fileVar string, vars []EnvVar, output bool) error {
 	return g.appendFile(fileVar, b.Bytes())
 }
 
-// AddPath prepends dir to PATH for the following steps (GITHUB_PATH).
-func (g *GitHub) AddPath(dir string) error {
-	if dir == "" || strings.ContainsAny(dir, "\n\r\x00") {
-		return errkind.Mark(errkind.BadInput, fmt.Errorf("write %s: %w: directory %q must be one non-empty line", GitHubPathFile, ErrInvalid, dir))
-	}
-	return g.appendFile(GitHubPathFile, []byte(dir+"\n"))
-}
-
 // AppendSummary appends Markdown to the job summary, redacted. It returns
 // ErrNoSummary when the runner offers none.
 func (g *GitHub) AppendSummary(markdown string) error {
@@ -233,91 +224,118 @@ func writeFileCommands(w io.Writer, vars []EnvVar, output bool) error {
 // action (and `goproxy-setup stop`) finds the agent through its env twin.
 const StateDirVar = "GOPROXY_SETUP_STATE_DIR"
 
+// Begin starts the setup's collapsible log group.
+func (g *GitHub) Begin(title string) error { return g.Group(title) }
+
+// End ends the group Begin started.
+func (g *GitHub) End() error { return g.EndGroup() }
+
 // Publish reports a setup to the job, in this order: masks for every secret
 // (before anything else can print one), the exported environment and
 // GOPROXY_SETUP_STATE_DIR, the outputs (goproxy, modules, cache-hit,
-// report), annotations (warnings; on failure the diagnosis and the error)
-// and the job summary. A missing summary file is logged, not fatal. The
-// returned error is about publishing; the setup's own error stays in o.Err.
+// report), annotations (warnings; on failure the diagnosis of a transport
+// failure and the error, titled with its kind) and the job summary. A failed
+// setup exports only GOPROXY_SETUP_STATE_DIR and no success-looking figures.
+// A missing summary file is logged, not fatal. The returned error is about
+// publishing; the setup's own error stays in o.Err.
 func (g *GitHub) Publish(o *Outcome) error {
 	if err := g.Mask(o.Secrets...); err != nil {
 		return err
 	}
 	var errs []error
 	if o.Err == nil {
-		env := append(append([]EnvVar(nil), o.Env...), EnvVar{StateDirVar, o.StateDir})
+		env := append(append([]EnvVar(nil), o.Env...), EnvVar{Name: StateDirVar, Value: o.StateDir})
 		if err := g.ExportEnv(env); err != nil {
 			return err // nothing was exported: the job must not go on
 		}
 	} else if o.StateDir != "" {
 		// The report action still finds the agent's logs and stops
 		// whatever was started.
-		errs = append(errs, g.ExportEnv([]EnvVar{{StateDirVar, o.StateDir}}))
+		errs = append(errs, g.ExportEnv([]EnvVar{{Name: StateDirVar, Value: o.StateDir}}))
 	}
-	goproxy, _ := o.Lookup("GOPROXY")
-	modules, cacheHit := "0", "false"
-	if o.Warm != nil {
-		modules, cacheHit = fmt.Sprint(o.Warm.Modules), fmt.Sprint(o.Warm.CacheHit())
+	goproxy, modules, cacheHit := "", "", "false"
+	if o.Err == nil {
+		goproxy, _ = o.Lookup("GOPROXY")
+		modules = "0"
+		if o.Warm != nil {
+			modules, cacheHit = fmt.Sprint(o.Warm.Modules), fmt.Sprint(o.Warm.CacheHit())
+		}
 	}
 	errs = append(errs, g.SetOutputs([]EnvVar{
-		{"goproxy", goproxy},
-		{"modules", modules},
-		{"cache-hit", cacheHit},
-		{"report", o.ReportPath},
+		{Name: "goproxy", Value: goproxy},
+		{Name: "modules", Value: modules},
+		{Name: "cache-hit", Value: cacheHit},
+		{Name: "report", Value: o.ReportPath},
 	}))
 	for _, w := range o.Warnings {
 		errs = append(errs, g.Annotate(Warning, "goproxy-setup", w))
 	}
 	if o.Err != nil {
-		if o.Diagnosis != nil {
+		f := o.failure()
+		if f.ladder && f.layer != "" {
 			var b bytes.Buffer
 			if err := o.Diagnosis.WriteAnnotations(&b); err != nil {
 				errs = append(errs, fmt.Errorf("render the diagnosis as annotations: %w", err))
 			}
 			errs = append(errs, g.WriteLog(b.String()))
 		}
-		errs = append(errs, g.Annotate(Error, "goproxy-setup failed", o.Err.Error()))
+		errs = append(errs, g.Annotate(Error, "goproxy-setup failed: "+f.name, o.Err.Error()))
 	}
 	var sum bytes.Buffer
 	if err := WriteSetupSummary(&sum, o, g.red); err != nil {
 		errs = append(errs, err)
 	}
-	if err := g.AppendSummary(sum.String()); errors.Is(err, ErrNoSummary) {
-		errs = append(errs, g.WriteLog(ErrNoSummary.Error()+"; the summary follows in the log\n"+sum.String()))
-	} else {
-		errs = append(errs, err)
-	}
+	errs = append(errs, g.summary(sum.String()))
 	return errors.Join(errs...)
 }
 
-// PublishStats reports the agent's final stats: the summary section, the
-// outputs (requests, failed-after-setup) and, when fetches failed after
-// setup, an error annotation and an error marked Unreachable so the job
-// fails.
+// summary appends markdown to the job summary, or to the log when the
+// runner offers none.
+func (g *GitHub) summary(markdown string) error {
+	err := g.AppendSummary(markdown)
+	if errors.Is(err, ErrNoSummary) {
+		return g.WriteLog(ErrNoSummary.Error() + "; the summary follows in the log\n" + markdown)
+	}
+	return err
+}
+
+// PublishStats reports the agent's final stats: a log group with the
+// figures, the summary section, the outputs (requests, failed-after-setup)
+// and, when fetches failed after setup, an error annotation and an error
+// marked Unreachable so the job fails.
 func (g *GitHub) PublishStats(s *Stats) error {
 	var errs []error
+	if err := g.Group("goproxy-setup: agent stats"); err != nil {
+		return err
+	}
+	errs = append(errs, WriteStatsText(RedactingWriter(g.out, g.red), s, g.red))
+	if err := g.EndGroup(); err != nil {
+		return err
+	}
 	errs = append(errs, g.SetOutputs([]EnvVar{
-		{"requests", fmt.Sprint(s.Requests)},
-		{"failed-after-setup", fmt.Sprint(s.FailedAfterSetup)},
+		{Name: "requests", Value: fmt.Sprint(s.Requests)},
+		{Name: "failed-after-setup", Value: fmt.Sprint(s.FailedAfterSetup)},
 	}))
 	var sum bytes.Buffer
 	if err := WriteStopSummary(&sum, s, g.red); err != nil {
 		errs = append(errs, err)
 	}
-	if err := g.AppendSummary(sum.String()); errors.Is(err, ErrNoSummary) {
-		errs = append(errs, g.WriteLog(sum.String()))
-	} else {
-		errs = append(errs, err)
-	}
+	errs = append(errs, g.summary(sum.String()))
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
 	if s.FailedAfterSetup > 0 {
-		msg := fmt.Sprintf("%d module fetches failed after setup; the agent log in the state directory names each one", s.FailedAfterSetup)
+		msg := failedAfterSetupMessage(s)
 		if err := g.Annotate(Error, "goproxy-setup report", msg); err != nil {
 			return err
 		}
 		return errkind.Mark(errkind.Unreachable, errors.New(msg))
 	}
 	return nil
+}
+
+// NoAgent warns that the report step found no agent: the setup step did not
+// start one (it failed earlier, and said why).
+func (g *GitHub) NoAgent(stateDir string) error {
+	return g.Annotate(Warning, "goproxy-setup report", noAgentMessage(stateDir))
 }

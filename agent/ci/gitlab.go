@@ -7,29 +7,51 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 )
 
-// GitLab writes collapsible log sections for a GitLab CI job log. Section
-// markers go to the log writer (stderr), so they never mix with the export
-// lines a job's shell evaluates from stdout.
+// GitLab writes to a GitLab CI job: collapsible log sections and reports
+// on the log writer (stderr), the export lines a job's shell evaluates on
+// stdout (so the two never mix), the dotenv artifact and the JUnit report.
 type GitLab struct {
-	log io.Writer
-	now func() time.Time
-	red *Redactor
+	log, stdout   io.Writer
+	dotenv, junit string
+	now           func() time.Time
+	getenv        func(string) string
+	red           *Redactor
 }
 
-// NewGitLab returns the adapter writing sections to log; now is the clock
-// for the markers' timestamps (time.Now when nil).
-func NewGitLab(log io.Writer, now func() time.Time) *GitLab {
-	if now == nil {
-		now = time.Now
+// GitLabConfig configures NewGitLab.
+type GitLabConfig struct {
+	// Log receives sections and reports (the job log: stderr).
+	Log io.Writer
+	// Stdout receives the export lines for the job's shell.
+	Stdout io.Writer
+	// Dotenv and JUnit are the artifact paths; empty writes them into the
+	// state directory (goproxy-setup.env, goproxy-setup.junit.xml).
+	Dotenv, JUnit string
+	// Now is the clock for the section markers (time.Now when nil).
+	Now func() time.Time
+	// Getenv reads the job's variables (os.Getenv when nil).
+	Getenv func(string) string
+}
+
+// NewGitLab returns the GitLab adapter.
+func NewGitLab(cfg GitLabConfig) *GitLab {
+	g := &GitLab{log: cfg.Log, stdout: cfg.Stdout, dotenv: cfg.Dotenv, junit: cfg.JUnit, now: cfg.Now, getenv: cfg.Getenv, red: &Redactor{}}
+	if g.now == nil {
+		g.now = time.Now
 	}
-	return &GitLab{log: log, now: now, red: &Redactor{}}
+	if g.getenv == nil {
+		g.getenv = os.Getenv
+	}
+	if g.stdout == nil {
+		g.stdout = io.Discard
+	}
+	return g
 }
 
 // Redactor returns the adapter's redactor. GitLab masks only variables
@@ -98,15 +120,6 @@ func ResolvePath(path, base, dir string) string {
 	return filepath.Join(base, path)
 }
 
-// WriteFileAtomic writes data to path atomically, creating its directory;
-// perm applies to the new file.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("create directory for %s: %w", path, err)
-	}
-	return atomicfile.WriteFile(path, data, perm)
-}
-
 // WriteDotenvFile writes vars as a GitLab dotenv artifact (NAME=value lines,
 // unquoted, single-line values) to path, atomically.
 func WriteDotenvFile(path string, vars []EnvVar) error {
@@ -114,57 +127,90 @@ func WriteDotenvFile(path string, vars []EnvVar) error {
 	if err := WriteEnv(&b, FormatDotenv, vars); err != nil {
 		return errkind.Mark(errkind.BadInput, fmt.Errorf("write dotenv %s: %w", path, err))
 	}
-	return WriteFileAtomic(path, b.Bytes(), 0o644)
+	return writeArtifact(path, b.Bytes())
+}
+
+// writeArtifact writes a report file atomically, creating its directory.
+func writeArtifact(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("create directory for %s: %w", path, err)
+	}
+	return atomicfile.WriteFile(path, data, 0o644)
 }
 
 // ReportVars are the variables of the dotenv artifact that later jobs get.
 // GOPROXY is left out on purpose: it names a loopback agent that ends with
 // this job and carries its capability token, which does not belong in an
-// artifact. The policy's GONOSUMDB/GOPRIVATE/GOFLAGS carry over, plus the
-// outcome as GOPROXY_SETUP_RESULT (ok|failed), _FAILED_LAYER, _MODULES and
-// _CACHE_HIT.
+// artifact. After a successful setup: the policy's GONOSUMDB/GOPRIVATE/
+// GOFLAGS, GOPROXY_SETUP_RESULT=ok, and _MODULES and _CACHE_HIT when the
+// cache was warmed. After a failed one: GOPROXY_SETUP_RESULT=failed, the
+// kind of failure as GOPROXY_SETUP_FAILURE (local, answered, unreachable,
+// integrity, bad-input, canceled, other) and, for a transport failure whose
+// diagnosis found one, GOPROXY_SETUP_FAILED_LAYER; no figures that could
+// pass for success.
 func ReportVars(o *Outcome) []EnvVar {
+	if o.Err != nil {
+		f := o.failure()
+		vars := []EnvVar{{Name: "GOPROXY_SETUP_RESULT", Value: "failed"}, {Name: "GOPROXY_SETUP_FAILURE", Value: f.slug}}
+		if f.ladder && f.layer != "" {
+			vars = append(vars, EnvVar{Name: "GOPROXY_SETUP_FAILED_LAYER", Value: f.layer})
+		}
+		return vars
+	}
 	var vars []EnvVar
 	for _, v := range o.Env {
 		if v.Name != "GOPROXY" {
 			vars = append(vars, v)
 		}
 	}
-	result, layer := "ok", ""
-	if o.Err != nil {
-		result = "failed"
-		if o.Diagnosis != nil {
-			layer, _ = o.Diagnosis.Verdict()
-		}
-	}
-	vars = append(vars, EnvVar{"GOPROXY_SETUP_RESULT", result})
-	if layer != "" {
-		vars = append(vars, EnvVar{"GOPROXY_SETUP_FAILED_LAYER", layer})
-	}
+	vars = append(vars, EnvVar{Name: "GOPROXY_SETUP_RESULT", Value: "ok"})
 	if o.Warm != nil {
 		vars = append(vars,
-			EnvVar{"GOPROXY_SETUP_MODULES", fmt.Sprint(o.Warm.Modules)},
-			EnvVar{"GOPROXY_SETUP_CACHE_HIT", fmt.Sprint(o.Warm.CacheHit())})
+			EnvVar{Name: "GOPROXY_SETUP_MODULES", Value: fmt.Sprint(o.Warm.Modules)},
+			EnvVar{Name: "GOPROXY_SETUP_CACHE_HIT", Value: fmt.Sprint(o.Warm.CacheHit())})
 	}
 	return vars
 }
 
-// Publish reports a setup in a GitLab job: a collapsed log section with
-// the text summary (or the diagnosis), the dotenv artifact (ReportVars) and
-// the JUnit report at the given paths (skipped when empty), and on success
-// the export lines on stdout for the job's shell to eval. The returned
-// error is about publishing; the setup's own error stays in o.Err.
-func (g *GitLab) Publish(stdout io.Writer, o *Outcome, dotenvPath, junitPath string) error {
+// Begin opens the setup's collapsed log section.
+func (g *GitLab) Begin(title string) error { return g.SectionStart("goproxy_setup", title, true) }
+
+// End closes the section Begin opened.
+func (g *GitLab) End() error { return g.SectionEnd("goproxy_setup") }
+
+// Mask registers secrets with the adapter's redactor: GitLab masks only
+// variables defined in its settings, not values a job computes.
+func (g *GitLab) Mask(secrets ...string) error {
+	g.red.Add(secrets...)
+	return nil
+}
+
+// artifactPath is the path of a report artifact: as configured, or name in
+// the state directory.
+func artifactPath(configured, stateDir, name string) string {
+	if configured != "" || stateDir == "" {
+		return configured
+	}
+	return filepath.Join(stateDir, name)
+}
+
+// Publish reports a setup in a GitLab job: a log section with the text
+// summary (collapsed on success; on failure open, with the kind of failure
+// and, for a transport failure, the diagnosis), the dotenv artifact
+// (ReportVars), the JUnit report, and on success the export lines on stdout
+// for the job's shell to eval. The returned error is about publishing; the
+// setup's own error stays in o.Err.
+func (g *GitLab) Publish(o *Outcome) error {
 	g.red.Add(o.Secrets...)
 	var errs []error
 	var text bytes.Buffer
 	writeSetupText(&text, o)
 	header := "goproxy-setup: GOPROXY through the agent at " + o.Addr
 	if o.Err != nil {
-		header = "goproxy-setup failed"
+		header = "goproxy-setup failed: " + o.failure().name
 	}
 	errs = append(errs, g.SectionStart("goproxy_setup_report", header, o.Err == nil), g.WriteLog(text.String()))
-	if o.Err != nil && o.Diagnosis != nil {
+	if f := o.failure(); o.Err != nil && f.ladder {
 		var d bytes.Buffer
 		if err := o.Diagnosis.WriteText(&d); err != nil {
 			errs = append(errs, fmt.Errorf("render the diagnosis: %w", err))
@@ -172,15 +218,15 @@ func (g *GitLab) Publish(stdout io.Writer, o *Outcome, dotenvPath, junitPath str
 		errs = append(errs, g.WriteLog(d.String()))
 	}
 	errs = append(errs, g.SectionEnd("goproxy_setup_report"))
-	if dotenvPath != "" {
-		errs = append(errs, WriteDotenvFile(dotenvPath, ReportVars(o)))
+	if path := artifactPath(g.dotenv, o.StateDir, "goproxy-setup.env"); path != "" {
+		errs = append(errs, WriteDotenvFile(path, ReportVars(o)))
 	}
-	if junitPath != "" {
+	if path := artifactPath(g.junit, o.StateDir, "goproxy-setup.junit.xml"); path != "" {
 		var j bytes.Buffer
 		if err := WriteSetupJUnit(&j, o, g.now(), g.red); err != nil {
 			errs = append(errs, err)
 		} else {
-			errs = append(errs, WriteFileAtomic(junitPath, j.Bytes(), 0o644))
+			errs = append(errs, writeArtifact(path, j.Bytes()))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -189,17 +235,20 @@ func (g *GitLab) Publish(stdout io.Writer, o *Outcome, dotenvPath, junitPath str
 	if o.Err != nil {
 		return nil
 	}
-	return WriteEnv(stdout, FormatShell, append(append([]EnvVar(nil), o.Env...), EnvVar{StateDirVar, o.StateDir}))
+	return WriteEnv(g.stdout, FormatShell, append(append([]EnvVar(nil), o.Env...), EnvVar{Name: StateDirVar, Value: o.StateDir}))
 }
 
-// writeSetupText writes the plain-text summary of a setup for a log.
+// writeSetupText writes the plain-text summary of a setup for a log: on
+// failure the kind of failure first (and for a transport failure the
+// ladder's verdict), the error once, and where the full report is.
 func writeSetupText(b *bytes.Buffer, o *Outcome) {
 	if o.Err != nil {
-		if o.Diagnosis != nil {
-			layer, summary := o.Diagnosis.Verdict()
-			fmt.Fprintf(b, "failing layer: %s: %s\n", layer, oneLine(summary))
+		f := o.failure()
+		fmt.Fprintf(b, "failed:    %s: %s\n", f.name, f.headline)
+		if f.ladder {
+			fmt.Fprintf(b, "%s\n", f.verdictLine())
 		}
-		fmt.Fprintf(b, "error: %v\n", o.Err)
+		fmt.Fprintf(b, "error:     %v\n", o.Err)
 		if o.ReportPath != "" {
 			fmt.Fprintf(b, "full report: %s\n", o.ReportPath)
 		}
@@ -217,20 +266,43 @@ func writeSetupText(b *bytes.Buffer, o *Outcome) {
 	}
 }
 
-// WriteStatsText writes the agent's final stats for a plain log.
-func WriteStatsText(w io.Writer, s *Stats, red *Redactor) error {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "requests: %d, served %s, upstream latency p50 %s p90 %s p99 %s\n", s.Requests, HumanBytes(s.Bytes), HumanDuration(s.Latency.P50), HumanDuration(s.Latency.P90), HumanDuration(s.Latency.P99))
-	layers := make([]string, 0, len(s.ErrorsByLayer))
-	for l := range s.ErrorsByLayer {
-		layers = append(layers, l)
+// PublishStats reports the agent's final stats in a section (open when
+// fetches failed after setup) and returns an error marked Unreachable when
+// they did, so the job fails.
+func (g *GitLab) PublishStats(s *Stats) error {
+	if err := g.SectionStart("goproxy_setup_stats", "goproxy-setup: agent stats", s.FailedAfterSetup == 0); err != nil {
+		return err
 	}
-	sort.Strings(layers)
-	for _, l := range layers {
-		fmt.Fprintf(&b, "errors at %s: %d\n", l, s.ErrorsByLayer[l])
+	werr := WriteStatsText(g.Log(), s, g.red)
+	if err := errors.Join(werr, g.SectionEnd("goproxy_setup_stats")); err != nil {
+		return err
 	}
 	if s.FailedAfterSetup > 0 {
-		fmt.Fprintf(&b, "FAILED: %d fetches failed after setup\n", s.FailedAfterSetup)
+		return errkind.Mark(errkind.Unreachable, errors.New(failedAfterSetupMessage(s)))
+	}
+	return nil
+}
+
+// NoAgent says in the log that the report found no agent.
+func (g *GitLab) NoAgent(stateDir string) error {
+	return g.WriteLog("goproxy-setup: " + noAgentMessage(stateDir) + "\n")
+}
+
+// WriteStatsText writes the agent's final stats for a plain log, with the
+// same headline as the summary (statsHeadline).
+func WriteStatsText(w io.Writer, s *Stats, red *Redactor) error {
+	var b bytes.Buffer
+	_, head, tail := statsHeadline(s)
+	if s.FailedAfterSetup > 0 {
+		head = "FAILED: " + head
+	}
+	if tail != "" {
+		head += ": " + tail
+	}
+	fmt.Fprintf(&b, "%s\n", head)
+	fmt.Fprintf(&b, "requests: %d, served %s, upstream latency p50 %s p90 %s p99 %s\n", s.Requests, HumanBytes(s.Bytes), HumanDuration(s.Latency.P50), HumanDuration(s.Latency.P90), HumanDuration(s.Latency.P99))
+	for _, l := range sortedLayers(s.ErrorsByLayer) {
+		fmt.Fprintf(&b, "errors at %s (whole job): %d\n", l, s.ErrorsByLayer[l])
 	}
 	_, err := io.WriteString(w, red.String(b.String()))
 	return err

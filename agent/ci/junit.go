@@ -90,25 +90,36 @@ func WriteJUnit(w io.Writer, s *JUnitSuites) error {
 }
 
 // SetupJUnit returns the JUnit report of a setup: one case for the agent
-// and one for the warm-up (skipped when not warmed). When the setup failed
-// with a diagnosis, WriteSetupJUnit writes the diagnosis's own report
-// instead, which has one case per layer.
+// and one for the warm-up. A failure is a <failure> of the step it happened
+// in (the warm-up when the agent was serving, the agent otherwise), typed
+// and named with its kind ("local fault: ...", "upstream answered: ..."),
+// and the other case is skipped. When a transport failure has a diagnosis
+// that names a failing layer, WriteSetupJUnit writes the diagnosis's own
+// report instead, which has one case per layer.
 func SetupJUnit(o *Outcome, now time.Time) *JUnitSuites {
 	const class = "goproxy-setup"
 	agent := JUnitCase{Name: "agent", Classname: class}
-	if o.Err != nil {
-		agent.Failure = &JUnitMessage{Message: oneLine(firstLine(o.Err.Error())), Type: "setup", Text: o.Err.Error()}
-	} else {
-		agent.SystemOut = fmt.Sprintf("GOPROXY served by the agent at %s (upstream %s)", o.Addr, o.Upstream)
-	}
 	warm := JUnitCase{Name: "warm", Classname: class}
 	switch {
+	case o.Err != nil:
+		f := o.failure()
+		msg := &JUnitMessage{Message: f.name + ": " + oneLine(firstLine(o.Err.Error())), Type: f.slug, Text: f.headline + "\n\n" + o.Err.Error()}
+		if f.ladder {
+			msg.Text += "\n\n" + f.verdictLine()
+		}
+		if f.inWarm {
+			agent.SystemOut = fmt.Sprintf("GOPROXY served by the agent at %s (upstream %s)", o.Addr, o.Upstream)
+			warm.Failure = msg
+		} else {
+			agent.Failure = msg
+			warm.Skipped = &JUnitMessage{Message: "setup failed before the warm-up"}
+		}
 	case o.Warm != nil:
+		agent.SystemOut = fmt.Sprintf("GOPROXY served by the agent at %s (upstream %s)", o.Addr, o.Upstream)
 		warm.Time = seconds(o.Warm.Duration)
 		warm.SystemOut = fmt.Sprintf("%d modules, %d already cached, %d downloaded (%s)", o.Warm.Modules, o.Warm.Hits, o.Warm.Fetched, HumanBytes(o.Warm.Bytes))
-	case o.Err != nil:
-		warm.Skipped = &JUnitMessage{Message: "setup failed before the warm-up"}
 	default:
+		agent.SystemOut = fmt.Sprintf("GOPROXY served by the agent at %s (upstream %s)", o.Addr, o.Upstream)
 		warm.Skipped = &JUnitMessage{Message: "not warmed"}
 	}
 	suite := JUnitSuite{
@@ -121,10 +132,12 @@ func SetupJUnit(o *Outcome, now time.Time) *JUnitSuites {
 }
 
 // WriteSetupJUnit writes the setup's JUnit report, redacted: the
-// diagnosis's report when there is one, SetupJUnit's otherwise.
+// diagnosis's report for a transport failure whose diagnosis names a
+// failing layer, SetupJUnit's otherwise, so a failed setup always has a
+// failing case.
 func WriteSetupJUnit(w io.Writer, o *Outcome, now time.Time, red *Redactor) error {
 	var b bytes.Buffer
-	if o.Diagnosis != nil {
+	if f := o.failure(); o.Err != nil && f.ladder && f.layer != "" {
 		if err := o.Diagnosis.WriteJUnit(&b); err != nil {
 			return fmt.Errorf("render the diagnosis as JUnit: %w", err)
 		}

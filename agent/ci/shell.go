@@ -51,14 +51,19 @@ func WriteEnv(w io.Writer, f Format, vars []EnvVar) error {
 			fmt.Fprintf(&b, "%s=%s\n", v.Name, v.Value)
 		}
 	case FormatJSON:
-		if vars == nil {
-			vars = []EnvVar{}
+		type jsonVar struct {
+			Name  string `json:"name"`
+			Value string `json:"value"`
+		}
+		env := make([]jsonVar, len(vars))
+		for i, v := range vars {
+			env[i] = jsonVar(v)
 		}
 		enc := json.NewEncoder(&b)
 		enc.SetEscapeHTML(false)
 		if err := enc.Encode(struct {
-			Env []EnvVar `json:"env"`
-		}{vars}); err != nil {
+			Env []jsonVar `json:"env"`
+		}{env}); err != nil {
 			return fmt.Errorf("encode env as JSON: %w", err)
 		}
 	default:

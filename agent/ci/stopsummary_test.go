@@ -24,6 +24,16 @@ func TestWriteStopSummary(t *testing.T) {
 			not:   []string{"Diagnosis", "errors by layer"},
 		},
 		{
+			// The report after a failed setup: the errors in the
+			// table happened during setup, and the headline says so
+			// instead of "No fetch failed after setup." above
+			// "client-cert: 9 errors".
+			name:  "failures during setup only",
+			stats: Stats{Requests: 9, Failures: 9, ErrorsByLayer: map[string]int64{"client-cert": 9}},
+			want:  []string{":warning: **9 fetches failed during setup, none after it**", "### Upstream errors by layer (whole job, setup included)", "| `client-cert` | 9 |"},
+			not:   []string{"No fetch failed", ":white_check_mark:", ":x:"},
+		},
+		{
 			name: "failures with a diagnosis",
 			stats: Stats{Requests: 5, FailedAfterSetup: 3, ErrorsByLayer: map[string]int64{"client-cert": 3},
 				Diagnoses: []string{"diagnosis: upstream https://proxy.corp failed at client-cert:\nrejected " + canary}},

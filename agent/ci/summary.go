@@ -62,13 +62,18 @@ func writeSuccess(b *bytes.Buffer, o *Outcome) {
 }
 
 func writeFailure(b *bytes.Buffer, o *Outcome) {
-	b.WriteString("## goproxy-setup failed\n\n")
-	if o.Diagnosis != nil {
-		layer, summary := o.Diagnosis.Verdict()
-		fmt.Fprintf(b, ":x: **Failing layer: %s** — %s\n\n", code(layer), oneLine(summary))
+	f := o.failure()
+	fmt.Fprintf(b, "## goproxy-setup failed: %s\n\n", f.name)
+	fmt.Fprintf(b, ":x: **%s** — %s.\n\n", capitalize(f.name), f.headline)
+	if f.ladder {
+		if f.layer != "" {
+			fmt.Fprintf(b, "**Failing layer: %s** — %s\n\n", code(f.layer), f.summary)
+		} else {
+			fmt.Fprintf(b, "The diagnosis found no failing layer (%s): the upstream failed while warming; see the full report.\n\n", f.summary)
+		}
 	}
 	fmt.Fprintf(b, "```text\n%s\n```\n", strings.ReplaceAll(o.Err.Error(), "```", "'''"))
-	if o.Diagnosis != nil {
+	if f.ladder {
 		b.WriteString("\n")
 		var d bytes.Buffer
 		if err := o.Diagnosis.WriteMarkdown(&d); err != nil {
@@ -84,26 +89,72 @@ func writeFailure(b *bytes.Buffer, o *Outcome) {
 	}
 }
 
+// capitalize upper-cases the first letter of an ASCII phrase.
+func capitalize(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
+}
+
+// setupFailures is how many upstream fetches failed while the setup ran.
+func setupFailures(s *Stats) int64 {
+	if n := s.Failures - int64(s.FailedAfterSetup); n > 0 {
+		return n
+	}
+	return 0
+}
+
+// failedAfterSetupMessage is the error of a job whose fetches failed after
+// setup.
+func failedAfterSetupMessage(s *Stats) string {
+	return fmt.Sprintf("%d module fetches failed after setup; the agent log in the state directory names each one", s.FailedAfterSetup)
+}
+
+// noAgentMessage is what a report step says when it finds no agent.
+func noAgentMessage(stateDir string) string {
+	return fmt.Sprintf("no agent to report on in %s: the setup step did not start one (its own log says why)", stateDir)
+}
+
+// statsHeadline is the one verdict of a stop report, the same in the log and
+// the summary: failures after setup fail the job; failures during setup were
+// the setup step's (which reported them); only a job without any says
+// nothing failed. head is the verdict, tail its explanation.
+func statsHeadline(s *Stats) (icon, head, tail string) {
+	during := setupFailures(s)
+	switch {
+	case s.FailedAfterSetup > 0:
+		tail = "later steps asked for modules the agent could not get"
+		if during > 0 {
+			tail = fmt.Sprintf("%s (and %d failed during setup)", tail, during)
+		}
+		return ":x:", fmt.Sprintf("%d fetches failed after setup", s.FailedAfterSetup), tail
+	case during > 0:
+		return ":warning:", fmt.Sprintf("%d fetches failed during setup, none after it", during), "the setup step reported them with its diagnosis"
+	}
+	return ":white_check_mark:", "No fetch failed after setup.", ""
+}
+
 // WriteStopSummary writes the Markdown summary of the agent's final stats.
-// It says loudly when fetches failed after setup.
+// Its headline and its table of errors by layer always agree: errors are
+// counted for the whole job and the headline says when they happened.
 func WriteStopSummary(w io.Writer, s *Stats, red *Redactor) error {
 	var b bytes.Buffer
 	b.WriteString("## goproxy-setup report\n\n")
-	if s.FailedAfterSetup > 0 {
-		fmt.Fprintf(&b, ":x: **%d fetches failed after setup**: later steps asked for modules the agent could not get; see the errors by layer below and the agent log in the state directory.\n\n", s.FailedAfterSetup)
-	} else {
-		b.WriteString(":white_check_mark: No fetch failed after setup.\n\n")
+	icon, head, tail := statsHeadline(s)
+	switch {
+	case s.FailedAfterSetup > 0:
+		fmt.Fprintf(&b, "%s **%s**: %s; see the errors by layer below and the agent log in the state directory.\n\n", icon, head, tail)
+	case tail != "":
+		fmt.Fprintf(&b, "%s **%s**: %s.\n\n", icon, head, tail)
+	default:
+		fmt.Fprintf(&b, "%s %s\n\n", icon, head)
 	}
 	b.WriteString("| Requests | Served | Upstream p50 | p90 | p99 |\n| --- | --- | --- | --- | --- |\n")
 	fmt.Fprintf(&b, "| %d | %s | %s | %s | %s |\n", s.Requests, HumanBytes(s.Bytes), HumanDuration(s.Latency.P50), HumanDuration(s.Latency.P90), HumanDuration(s.Latency.P99))
 	if len(s.ErrorsByLayer) > 0 {
-		b.WriteString("\n### Upstream errors by layer\n\n| Layer | Errors |\n| --- | --- |\n")
-		layers := make([]string, 0, len(s.ErrorsByLayer))
-		for l := range s.ErrorsByLayer {
-			layers = append(layers, l)
-		}
-		sort.Strings(layers)
-		for _, l := range layers {
+		b.WriteString("\n### Upstream errors by layer (whole job, setup included)\n\n| Layer | Errors |\n| --- | --- |\n")
+		for _, l := range sortedLayers(s.ErrorsByLayer) {
 			fmt.Fprintf(&b, "| %s | %d |\n", code(l), s.ErrorsByLayer[l])
 		}
 	}
@@ -115,6 +166,15 @@ func WriteStopSummary(w io.Writer, s *Stats, red *Redactor) error {
 	}
 	_, err := io.WriteString(w, red.String(b.String()))
 	return err
+}
+
+func sortedLayers(m map[string]int64) []string {
+	layers := make([]string, 0, len(m))
+	for l := range m {
+		layers = append(layers, l)
+	}
+	sort.Strings(layers)
+	return layers
 }
 
 // code renders s as a Markdown code span that is safe inside a table cell.

@@ -28,6 +28,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/net/http/httpproxy"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
 // Layer names, in ladder order (DESIGN.md, Contract).
@@ -250,7 +252,7 @@ func Run(ctx context.Context, targets []Target, opts Options) *Report {
 	res := &recordingResolver{base: o.Resolver, dialer: o.Dialer}
 	r := &Report{Started: start}
 	for _, t := range targets {
-		r.Targets = append(r.Targets, Redact(t.URL))
+		r.Targets = append(r.Targets, redact.URL(t.URL))
 	}
 	r.Checks = append(r.Checks, envChecks(o, targets)...)
 
@@ -260,7 +262,7 @@ func Run(ctx context.Context, targets []Target, opts Options) *Report {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tr := &targetRun{t: t, o: o, res: res, name: Redact(t.URL)}
+			tr := &targetRun{t: t, o: o, res: res, name: redact.URL(t.URL)}
 			results[i] = tr.run(ctx)
 		}()
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/module"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
 // envChecks is the env layer: what the go command and the HTTP stack will
@@ -24,14 +26,14 @@ func envChecks(o Options, targets []Target) []Check {
 		}
 	}
 	goproxy := get("GOPROXY")
-	show("GOPROXY", redactList(goproxy))
+	show("GOPROXY", redact.List(goproxy))
 	for _, n := range []string{"GONOPROXY", "GOPRIVATE", "GONOSUMDB", "GOSUMDB", "GOINSECURE"} {
 		show(n, sumdbShown(n, get(n)))
 	}
 	show("GOFLAGS", flagNames(get("GOFLAGS")))
 	show("GOAUTH", authKinds(get("GOAUTH")))
 	for _, n := range []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"} {
-		show(n, redactString(get(n)))
+		show(n, redact.URLString(get(n)))
 	}
 	show("NO_PROXY", firstEnv(get, "NO_PROXY", "no_proxy"))
 
@@ -58,7 +60,7 @@ func envChecks(o Options, targets []Target) []Check {
 	nosumdb := firstEnv(get, "GONOSUMDB", "GOPRIVATE")
 	seen := map[string]bool{}
 	for _, t := range targets {
-		name := Redact(t.URL)
+		name := redact.URL(t.URL)
 		if t.Module != "" && !seen[t.Module] {
 			seen[t.Module] = true
 			path, _, _ := strings.Cut(t.Module, "@")
@@ -79,7 +81,7 @@ func envChecks(o Options, targets []Target) []Check {
 			checks = append(checks, Check{Target: name, Layer: LayerEnv, Status: StatusFail, Detail: "the proxy setting for " + t.URL.Hostname() + " is not a valid URL",
 				Remedy: "fix HTTPS_PROXY/HTTP_PROXY: scheme://[user:password@]host:port"})
 		case pu != nil:
-			checks = append(checks, Check{Target: name, Layer: LayerEnv, Status: StatusOK, Detail: fmt.Sprintf("requests to %s go through the proxy %s (NO_PROXY does not exempt it)", t.URL.Hostname(), Redact(pu))})
+			checks = append(checks, Check{Target: name, Layer: LayerEnv, Status: StatusOK, Detail: fmt.Sprintf("requests to %s go through the proxy %s (NO_PROXY does not exempt it)", t.URL.Hostname(), redact.URL(pu))})
 		case firstEnv(get, "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy") != "":
 			checks = append(checks, Check{Target: name, Layer: LayerEnv, Status: StatusOK, Detail: fmt.Sprintf("requests to %s go direct (exempt from the proxy by NO_PROXY or as loopback)", t.URL.Hostname())})
 		}
@@ -91,35 +93,13 @@ func envChecks(o Options, targets []Target) []Check {
 	return append([]Check{{Layer: LayerEnv, Status: StatusOK, Detail: summary}}, checks...)
 }
 
-func redactList(v string) string {
-	if v == "" {
-		return ""
-	}
-	var b strings.Builder
-	start := 0
-	for i := 0; i <= len(v); i++ {
-		if i == len(v) || v[i] == ',' || v[i] == '|' {
-			e := v[start:i]
-			if strings.Contains(e, "://") {
-				e = redactString(e)
-			}
-			b.WriteString(e)
-			if i < len(v) {
-				b.WriteByte(v[i])
-			}
-			start = i + 1
-		}
-	}
-	return b.String()
-}
-
 func sumdbShown(name, v string) string {
 	if name != "GOSUMDB" || v == "" {
 		return v
 	}
 	f := strings.Fields(v)
 	if len(f) == 2 {
-		return f[0] + " " + redactString(f[1])
+		return f[0] + " " + redact.URLString(f[1])
 	}
 	return v
 }
@@ -197,12 +177,12 @@ func sumdbCheck(ctx context.Context, o Options, res *recordingResolver, targets 
 		code, err := get(ctx, o, res, t, u.String())
 		if err == nil && code == http.StatusOK {
 			d := time.Since(start)
-			return Check{Target: Redact(t.URL), Layer: LayerSumDB, Status: StatusOK, Value: "proxied", Detail: fmt.Sprintf("%s is proxied by %s (%s)", name, Redact(t.URL), round(d)), Duration: d}, true
+			return Check{Target: redact.URL(t.URL), Layer: LayerSumDB, Status: StatusOK, Value: "proxied", Detail: fmt.Sprintf("%s is proxied by %s (%s)", name, redact.URL(t.URL), round(d)), Duration: d}, true
 		}
 		if err != nil {
-			reasons = append(reasons, Redact(t.URL)+": "+describeErr(err))
+			reasons = append(reasons, redact.URL(t.URL)+": "+describeErr(err))
 		} else {
-			reasons = append(reasons, fmt.Sprintf("%s does not proxy it (%d)", Redact(t.URL), code))
+			reasons = append(reasons, fmt.Sprintf("%s does not proxy it (%d)", redact.URL(t.URL), code))
 		}
 	}
 	du, err := url.Parse(direct)
@@ -214,7 +194,7 @@ func sumdbCheck(ctx context.Context, o Options, res *recordingResolver, targets 
 	code, err := get(ctx, o, res, Target{URL: du}, u.String())
 	d := time.Since(start)
 	if err == nil && code == http.StatusOK {
-		return Check{Layer: LayerSumDB, Status: StatusOK, Value: "direct", Detail: fmt.Sprintf("%s reachable directly at %s (%s)", name, Redact(du), round(d)), Duration: d}, true
+		return Check{Layer: LayerSumDB, Status: StatusOK, Value: "direct", Detail: fmt.Sprintf("%s reachable directly at %s (%s)", name, redact.URL(du), round(d)), Duration: d}, true
 	}
 	why := ""
 	if err != nil {
@@ -223,9 +203,9 @@ func sumdbCheck(ctx context.Context, o Options, res *recordingResolver, targets 
 	} else {
 		why = fmt.Sprintf("status %d", code)
 	}
-	reasons = append(reasons, Redact(du)+": "+why)
+	reasons = append(reasons, redact.URL(du)+": "+why)
 	return Check{Layer: LayerSumDB, Status: StatusFail, Value: "unreachable", Detail: name + " unreachable: " + strings.Join(reasons, "; "),
-		Remedy: "set GONOSUMDB (or GOPRIVATE) to the private module patterns, have the upstream proxy /sumdb/" + name + "/, or allow this runner to reach " + Redact(du), Duration: d}, true
+		Remedy: "set GONOSUMDB (or GOPRIVATE) to the private module patterns, have the upstream proxy /sumdb/" + name + "/, or allow this runner to reach " + redact.URL(du), Duration: d}, true
 }
 
 func get(ctx context.Context, o Options, res *recordingResolver, t Target, u string) (int, error) {

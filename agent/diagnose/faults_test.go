@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 const testModule = "example.com/m@v1.0.0"

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 // killAfter makes srv die (listener closed, connections dropped) while it

@@ -18,7 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 // toxi drives a real toxiproxy server over its HTTP API on loopback.
@@ -294,7 +294,8 @@ func TestIdleBodyStall(t *testing.T) {
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("large body stalled: %d %q %v, want the response aborted (unexpected EOF)", code, body, err)
 	}
-	if st := h.Stats(); st.BodyErrors != 1 || st.Failures != 1 {
-		t.Errorf("stats %+v, want 1 failure and 1 body error", st)
+	// Both made a go command fail: the 504 and the aborted body count.
+	if st := h.Stats(); st.BodyErrors != 1 || st.Failures != 2 || st.ErrorsByLayer["timeout"] != 2 {
+		t.Errorf("stats %+v, want 2 failures (layer timeout), 1 of them a body error", st)
 	}
 }

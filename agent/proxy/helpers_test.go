@@ -19,9 +19,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
 
@@ -153,7 +152,7 @@ func (m *mtls) newClient(t testing.TB, list string, o clientOpts) *upstream.Clie
 // URL (with the capability token) and the handler.
 func newAgent(t testing.TB, up Fetcher, log hclog.Logger) (string, *Handler) {
 	t.Helper()
-	h, err := New(Config{Token: testToken, Upstream: up, Classify: diagnose.Classify, Logger: log})
+	h, err := New(Config{Token: testToken, Upstream: up, Classify: testClassify, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

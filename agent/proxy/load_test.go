@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 // TestLoad runs 64 concurrent `go mod download`-like clients (list, .info,

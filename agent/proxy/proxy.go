@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
+	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 )
 
 // Fetcher fetches GOPROXY protocol paths from the upstreams; the upstream
@@ -38,7 +39,10 @@ type Config struct {
 	// Upstream serves the forwarded requests.
 	Upstream Fetcher
 	// Classify names the failing layer of an upstream error and one line of
-	// remedy (agent/diagnose.Classify); nil reports layer "upstream".
+	// remedy (agent.Classifier); nil reports layer "upstream". For an
+	// error the upstream answered (upstream.Error.Answered) the remedy is
+	// the hint relayed after the upstream's text, and must be empty unless
+	// the status implies one (never "run diagnose": the network works).
 	Classify func(err error) (layer, remedy string)
 	// Diagnose, when set, returns up to a few lines of deeper diagnosis for
 	// a failed upstream (the diagnostic ladder's verdict, cached by the
@@ -222,7 +226,11 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, req Request, re
 		}
 		// Headers are gone: abort the response so cmd/go sees a truncated
 		// body (and its own hash check fails) rather than a short success.
-		h.stats.bodyError()
+		layer := "http"
+		if h.cfg.Classify != nil {
+			layer, _ = h.cfg.Classify(err)
+		}
+		h.stats.bodyError(layer)
 		h.log.Warn("upstream body failed mid-stream", "path", req.Path, "bytes", n, "error", err)
 		panic(http.ErrAbortHandler)
 	}
@@ -240,16 +248,22 @@ func contentType(k Kind) string {
 	return "text/plain; charset=utf-8"
 }
 
-// fail answers an upstream failure: not-found passes through (cmd/go falls
-// through to its next GOPROXY entry); anything else is 502, or 504 on a
-// timeout, with a text body naming the upstream, the layer and the fix.
+// fail answers an upstream failure.
+//
+// An upstream that answered an error status (upstream.Error.Answered: 4xx,
+// 404 and 410 included) is relayed with its status and its text, so that
+// cmd/go prints what the upstream said exactly as it would talking to the
+// upstream itself (and falls through to its next GOPROXY entry on 404 and
+// 410); one line naming the upstream, and a hint where the status implies
+// one, follow the text. It is not a failure of the agent nor a network
+// fault: no diagnosis, and it is counted apart from the failures.
+//
+// Anything else is a transport failure: 502, or 504 on a timeout, with a
+// text body naming the upstream, the layer and the fix.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, req Request, err error, start time.Time) {
 	var ue *upstream.Error
-	if errors.As(err, &ue) && ue.NotFound() {
-		h.stats.done(req.Kind, 0, ue.StatusCode)
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(ue.StatusCode)
-		io.WriteString(w, ue.Body)
+	if errors.As(err, &ue) && ue.Answered() {
+		h.relay(w, req, ue, err)
 		return
 	}
 	if r.Context().Err() != nil {
@@ -258,7 +272,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, req Request, err 
 		return
 	}
 	layer, remedy := "upstream", "run 'goproxy-setup diagnose' for a layer-by-layer report"
-	if h.cfg.Classify != nil {
+	local := errkind.Of(err) == errkind.Local
+	switch {
+	case local:
+		layer, remedy = "local", "a limit of the agent's machine (open files, memory), not the network nor the upstream: raise it (ulimit -n) or lower the concurrency; see the agent log"
+	case h.cfg.Classify != nil:
 		layer, remedy = h.cfg.Classify(err)
 	}
 	status := http.StatusBadGateway
@@ -277,20 +295,62 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, req Request, err 
 	if ue != nil && ue.Err != nil {
 		cause = ue.Err // without the request URL, which the go command prints itself
 	} else if ue != nil {
-		cause = fmt.Errorf("HTTP %d %s", ue.StatusCode, http.StatusText(ue.StatusCode))
+		msg := fmt.Sprintf("HTTP %d %s", ue.StatusCode, http.StatusText(ue.StatusCode))
+		if t := ue.Text(); t != "" {
+			msg += ": " + strings.ReplaceAll(t, "\n", " / ")
+		}
+		cause = errors.New(msg)
 	}
 	lines := []string{
 		fmt.Sprintf("goproxy-setup: %s failure at %s: %s", layer, upstreamName, clip(oneLine(cause), 160)),
 		"fix: " + clip(remedy, 240),
 	}
-	if h.cfg.Diagnose != nil && ue != nil {
+	if h.cfg.Diagnose != nil && ue != nil && !local {
 		if d := strings.TrimSpace(h.cfg.Diagnose(r.Context(), ue.Upstream)); d != "" {
 			lines = append(lines, strings.Split(d, "\n")...)
 		}
 	}
+	writeText(w, status, lines, 6)
+}
+
+// relay answers what the upstream answered: its status, its text, then a
+// line naming the upstream with the hint, if any, that Classify gives for
+// the answer.
+func (h *Handler) relay(w http.ResponseWriter, req Request, ue *upstream.Error, err error) {
+	if ue.NotFound() {
+		h.stats.done(req.Kind, 0, ue.StatusCode)
+		h.log.Debug("upstream answered not found", "path", req.Path, "status", ue.StatusCode)
+	} else {
+		h.stats.answered(ue.StatusCode)
+		h.log.Info("upstream answered an error status; relayed to the go command", "path", req.Path, "upstream", ue.Upstream, "status", ue.StatusCode, "text", ue.Text())
+	}
+	var lines []string
+	if t := ue.Text(); t != "" {
+		lines = strings.Split(t, "\n")
+	}
+	if !ue.NotFound() {
+		hint := ""
+		if h.cfg.Classify != nil {
+			_, hint = h.cfg.Classify(err)
+		}
+		l := fmt.Sprintf("goproxy-setup: %s answered %d %s", ue.Upstream, ue.StatusCode, http.StatusText(ue.StatusCode))
+		if len(lines) == 0 {
+			l += " with no text"
+		}
+		if hint != "" {
+			l += "; " + hint
+		}
+		lines = append(lines, clip(l, 320))
+	}
+	writeText(w, ue.StatusCode, lines, 8)
+}
+
+// writeText answers status with a text/plain body of at most maxLines of
+// lines, within what cmd/go prints.
+func writeText(w http.ResponseWriter, status int, lines []string, maxLines int) {
 	var b strings.Builder
 	for i, l := range lines {
-		if i == 6 || b.Len()+len(l) > maxBodyBytes {
+		if i == maxLines || b.Len()+len(l) > maxBodyBytes {
 			break
 		}
 		b.WriteString(l)

@@ -19,9 +19,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 // rawRequest sends one raw HTTP/1.1 request to addr and returns the
@@ -222,7 +221,7 @@ func TestCanarySecretsNeverShown(t *testing.T) {
 		list := strings.Replace(dead.URL, "http://", "http://user:"+canary+"@", 1) + "/" + canary + "|" +
 			strings.Replace(live.URL, "https://", "https://user:"+canary+"@", 1) + "/" + canary
 		c := m.newClient(t, list, clientOpts{log: log, retry: upstream.Retry{Attempts: 2, Backoff: time.Millisecond}, breaker: upstream.Breaker{Failures: 1, Cooldown: time.Hour}})
-		h, err := New(Config{Token: token, Upstream: c, Classify: diagnose.Classify, Logger: log})
+		h, err := New(Config{Token: token, Upstream: c, Classify: testClassify, Logger: log})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -17,11 +18,22 @@ type Stats struct {
 	NotFound int64 `json:"not_found"`
 	// Bytes is the body bytes served.
 	Bytes int64 `json:"bytes"`
-	// Failures counts upstream failures answered with 502/504.
+	// Answered counts error statuses other than 404/410 that the upstream
+	// answered (403, 400, 401, 429…) and that were relayed to cmd/go with
+	// the upstream's text. They are not failures: the upstream works, and
+	// cmd/go either printed the text in the failing command or recovered
+	// (its module-path prefix probes meet such answers routinely).
+	Answered int64 `json:"answered"`
+	// AnsweredByStatus counts those answers by status ("403": 2).
+	AnsweredByStatus map[string]int64 `json:"answered_by_status,omitempty"`
+	// Failures counts what made a go command's request fail for a reason
+	// of the network or the upstream's health: transport errors, timeouts
+	// and 5xx (answered 502/504), and bodies aborted mid-stream.
 	Failures int64 `json:"failures"`
 	// ErrorsByLayer counts those failures by layer.
 	ErrorsByLayer map[string]int64 `json:"errors_by_layer,omitempty"`
-	// BodyErrors counts responses aborted mid-body.
+	// BodyErrors counts responses aborted mid-body (also in Failures and
+	// ErrorsByLayer).
 	BodyErrors int64 `json:"body_errors"`
 	// Rejected counts requests refused locally (bad path, wrong token).
 	Rejected int64 `json:"rejected"`
@@ -49,7 +61,7 @@ type statsRecorder struct {
 }
 
 func newStatsRecorder() *statsRecorder {
-	return &statsRecorder{s: Stats{Served: map[string]int64{}, ErrorsByLayer: map[string]int64{}}}
+	return &statsRecorder{s: Stats{Served: map[string]int64{}, ErrorsByLayer: map[string]int64{}, AnsweredByStatus: map[string]int64{}}}
 }
 
 func (r *statsRecorder) reject() {
@@ -79,10 +91,20 @@ func (r *statsRecorder) shared() {
 	r.mu.Unlock()
 }
 
-func (r *statsRecorder) bodyError() {
+func (r *statsRecorder) bodyError(layer string) {
 	r.mu.Lock()
 	r.s.Requests++
 	r.s.BodyErrors++
+	r.s.Failures++
+	r.s.ErrorsByLayer[layer]++
+	r.mu.Unlock()
+}
+
+func (r *statsRecorder) answered(status int) {
+	r.mu.Lock()
+	r.s.Requests++
+	r.s.Answered++
+	r.s.AnsweredByStatus[strconv.Itoa(status)]++
 	r.mu.Unlock()
 }
 
@@ -122,6 +144,7 @@ func (r *statsRecorder) snapshot() Stats {
 	s := r.s
 	s.Served = clone(r.s.Served)
 	s.ErrorsByLayer = clone(r.s.ErrorsByLayer)
+	s.AnsweredByStatus = clone(r.s.AnsweredByStatus)
 	lat := slices.Clone(r.lat)
 	r.mu.Unlock()
 	slices.Sort(lat)

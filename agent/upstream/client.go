@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
 // Error is an upstream request that failed: a transport error or an HTTP
@@ -27,8 +28,8 @@ type Error struct {
 	URL string
 	// StatusCode is the HTTP status, or 0 for a transport error.
 	StatusCode int
-	// Body is the start of the response body (at most 1 KiB), for
-	// not-found and server errors.
+	// Body is the start of the response body (at most 1 KiB), as the
+	// upstream sent it; Text returns it fit to relay.
 	Body string
 	// Err is the transport error, or nil.
 	Err error
@@ -38,7 +39,14 @@ func (e *Error) Error() string {
 	if e.Err != nil {
 		return fmt.Sprintf("GET %s: %v", e.URL, e.Err)
 	}
-	return fmt.Sprintf("GET %s: unexpected status %d %s", e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+	msg := fmt.Sprintf("GET %s: unexpected status %d %s", e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+	if e.Answered() {
+		msg = fmt.Sprintf("GET %s: the upstream answered %d %s", e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+	}
+	if t := e.Text(); t != "" {
+		msg += ": " + strings.ReplaceAll(t, "\n", " / ")
+	}
+	return msg
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -61,6 +69,10 @@ func (e *Error) Temporary() bool {
 func (e *Error) Timeout() bool {
 	if e.Err == nil {
 		return e.StatusCode == http.StatusGatewayTimeout
+	}
+	if errkind.IsLocalIO(e.Err) {
+		// Asked first: a syscall.Errno (EMFILE…) passes for a net.Error.
+		return false
 	}
 	var ne net.Error
 	return errors.Is(e.Err, context.DeadlineExceeded) || errors.Is(e.Err, os.ErrDeadlineExceeded) || errors.Is(e.Err, ErrIdleBody) || (errors.As(e.Err, &ne) && ne.Timeout())
@@ -125,7 +137,7 @@ func New(opts Options) *Client {
 		if e.URL == nil {
 			continue
 		}
-		c.circuits[i] = newCircuit(opts.Breaker, Redact(e.URL), log, ctx, c.prober(e))
+		c.circuits[i] = newCircuit(opts.Breaker, redact.URL(e.URL), log, ctx, c.prober(e))
 	}
 	return c
 }
@@ -182,8 +194,11 @@ func (c *Client) Entries() []Entry { return c.entries }
 // Get fetches path (a GOPROXY protocol path relative to the proxy root,
 // already escaped, no leading slash, e.g. "golang.org/x/mod/@v/list") and
 // returns the first successful response, whose body the caller must close.
-// When every entry failed, the error is the last *Error (an errors.Join of
-// all of them is available through errors.As on each *Error).
+// When every entry failed, the error is the last *Error, marked with its
+// kind (internal/errkind): Answered when the upstream answered a 4xx
+// (404 and 410 included; see Error.Answered), Canceled when ctx was
+// cancelled, Local for a limit of this machine (errkind.IsLocalIO: too many
+// open files…), else Unreachable (transport errors, timeouts, 5xx).
 func (c *Client) Get(ctx context.Context, path string) (*http.Response, error) {
 	if strings.HasPrefix(path, "/") {
 		path = path[1:]
@@ -214,14 +229,22 @@ func (c *Client) Get(ctx context.Context, path string) (*http.Response, error) {
 		if ctx.Err() != nil || !e.AnyError {
 			break
 		}
-		c.log.Warn("upstream failed, trying the next one ('|' in the list)", "upstream", Redact(e.URL), "error", err)
+		c.log.Warn("upstream failed, trying the next one ('|' in the list)", "upstream", redact.URL(e.URL), "error", err)
 	}
 	if len(errs) == 0 {
 		return nil, errkind.Mark(errkind.BadInput, errors.New("no proxy URL in the upstream list: add one, e.g. https://proxy.golang.org"))
 	}
 	last := errs[len(errs)-1]
-	if IsNotFound(last) {
-		return nil, last
+	var ue *Error
+	switch {
+	case errors.As(last, &ue) && ue.Answered():
+		// 404/410 included: the upstream works and said no.
+		return nil, errkind.Mark(errkind.Answered, last)
+	case errors.Is(ctx.Err(), context.Canceled):
+		return nil, errkind.Mark(errkind.Canceled, last)
+	case errkind.IsLocalIO(last):
+		// This machine's limits (too many open files…), not the network.
+		return nil, errkind.Mark(errkind.Local, last)
 	}
 	return nil, errkind.Mark(errkind.Unreachable, last)
 }
@@ -241,7 +264,7 @@ func (c *Client) getVia(ctx context.Context, ci *circuit, e Entry, path string) 
 	if ok, cerr := ci.allow(); !ok {
 		u := *e.URL
 		u.Path = strings.TrimSuffix(u.Path, "/") + "/" + path
-		return nil, &Error{Upstream: Redact(e.URL), URL: Redact(&u), Err: cerr}
+		return nil, &Error{Upstream: redact.URL(e.URL), URL: redact.URL(&u), Err: cerr}
 	}
 	resp, err := c.get(ctx, e, path)
 	switch {
@@ -256,7 +279,7 @@ func (c *Client) getVia(ctx context.Context, ci *circuit, e Entry, path string) 
 		// A body that breaks mid-stream counts against the upstream too.
 		u := *e.URL
 		u.Path = strings.TrimSuffix(u.Path, "/") + "/" + path
-		resp.Body = &breakerBody{ReadCloser: resp.Body, ci: ci, ctx: ctx, upstream: Redact(e.URL), url: Redact(&u)}
+		resp.Body = &breakerBody{ReadCloser: resp.Body, ci: ci, ctx: ctx, upstream: redact.URL(e.URL), url: redact.URL(&u)}
 	}
 	return resp, err
 }
@@ -289,7 +312,7 @@ func (c *Client) get(ctx context.Context, e Entry, path string) (*http.Response,
 	u.RawPath = ""
 	if strings.Contains(path, "%") {
 		// Escaped paths never contain '%'; refuse rather than double-decode.
-		return nil, &Error{Upstream: Redact(e.URL), URL: Redact(&u), Err: errors.New("path contains '%'")}
+		return nil, &Error{Upstream: redact.URL(e.URL), URL: redact.URL(&u), Err: errors.New("path contains '%'")}
 	}
 	reqCtx, cancel := ctx, context.CancelFunc(func() {})
 	if c.timeout > 0 {
@@ -298,7 +321,7 @@ func (c *Client) get(ctx context.Context, e Entry, path string) (*http.Response,
 	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		cancel()
-		return nil, &Error{Upstream: Redact(e.URL), URL: Redact(&u), Err: err}
+		return nil, &Error{Upstream: redact.URL(e.URL), URL: redact.URL(&u), Err: err}
 	}
 	var timer *time.Timer
 	if c.timeout > 0 {
@@ -314,13 +337,13 @@ func (c *Client) get(ctx context.Context, e Entry, path string) (*http.Response,
 		if errors.As(err, &ue) {
 			err = ue.Err // its message repeats the unredacted URL
 		}
-		return nil, &Error{Upstream: Redact(e.URL), URL: Redact(&u), Err: err}
+		return nil, &Error{Upstream: redact.URL(e.URL), URL: redact.URL(&u), Err: err}
 	}
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 		resp.Body.Close()
 		cancel()
-		return nil, &Error{Upstream: Redact(e.URL), URL: Redact(&u), StatusCode: resp.StatusCode, Body: string(b)}
+		return nil, &Error{Upstream: redact.URL(e.URL), URL: redact.URL(&u), StatusCode: resp.StatusCode, Body: string(b)}
 	}
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil

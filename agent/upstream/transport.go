@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 	"github.com/goproxy-setup/goproxy-setup/internal/version"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
@@ -300,7 +301,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp.Body.Close()
 		}
 		wait := jittered(backoff)
-		t.log.Debug("retrying upstream request", "url", Redact(req.URL), "attempt", attempt+1, "wait", wait, "cause", retryCause(resp, err))
+		t.log.Debug("retrying upstream request", "url", redact.URL(req.URL), "attempt", attempt+1, "wait", wait, "cause", retryCause(resp, err))
 		select {
 		case <-time.After(wait):
 		case <-req.Context().Done():
@@ -381,9 +382,9 @@ func (t *logging) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(req)
 	if t.log.IsDebug() {
 		if err != nil {
-			t.log.Debug("upstream request failed", "method", req.Method, "url", Redact(req.URL), "elapsed", time.Since(start), "error", err)
+			t.log.Debug("upstream request failed", "method", req.Method, "url", redact.URL(req.URL), "elapsed", time.Since(start), "error", err)
 		} else {
-			t.log.Debug("upstream response", "method", req.Method, "url", Redact(req.URL), "status", resp.StatusCode, "proto", resp.Proto, "elapsed", time.Since(start))
+			t.log.Debug("upstream response", "method", req.Method, "url", redact.URL(req.URL), "status", resp.StatusCode, "proto", resp.Proto, "elapsed", time.Since(start))
 		}
 	}
 	return resp, err

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
 // Source fetches files of the GOPROXY protocol. Path is relative to the
@@ -62,23 +64,9 @@ func NewTransport() *http.Transport {
 	return t
 }
 
-// String returns the redacted base URL: scheme and host only.
-func (s HTTPSource) String() string { return Redact(s.BaseURL) }
-
-// Redact returns rawURL without its user info, path, query and fragment,
-// which may hold secrets (the agent's capability token); "/…" marks a
-// removed path.
-func Redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.Host == "" {
-		return "<url>"
-	}
-	r := u.Scheme + "://" + u.Host
-	if strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
-		r += "/…"
-	}
-	return r
-}
+// String returns the redacted base URL (internal/redact: the capability
+// token and user info hidden).
+func (s HTTPSource) String() string { return redact.URLString(s.BaseURL) }
 
 // Open implements Source.
 func (s HTTPSource) Open(ctx context.Context, path string) (io.ReadCloser, error) {

@@ -21,7 +21,7 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 // testMods cover the shapes cmd/go has special rules for: several

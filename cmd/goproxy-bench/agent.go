@@ -28,6 +28,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
 	"github.com/goproxy-setup/goproxy-setup/internal/modgen"
 	"github.com/goproxy-setup/goproxy-setup/internal/pki"
+	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
 
@@ -145,7 +146,7 @@ func (agentBench) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	certFile, keyFile, caFile := filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key"), filepath.Join(dir, "ca.crt")
-	for f, b := range map[string][]byte{certFile: certPEM, keyFile: keyPEM, caFile: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})} {
+	for f, b := range map[string][]byte{certFile: certPEM, keyFile: keyPEM, caFile: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Root.Raw})} {
 		if err := os.WriteFile(f, b, 0o600); err != nil {
 			return err
 		}
@@ -571,12 +572,16 @@ func (agentServe) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	pol, err := policies.Resolve("", *list, true)
+	if err != nil {
+		return err
+	}
 	return agent.Serve(ctx, agent.ServeConfig{
-		UpstreamList: *list,
-		Identity:     id,
-		Roots:        roots,
-		Timeout:      30 * time.Second,
-		Token:        token,
-		Ready:        func(base string) { fmt.Fprintf(stdout, "ready %s\n", base) },
+		Policy:   pol,
+		Identity: id,
+		Roots:    roots,
+		Timeout:  30 * time.Second,
+		Token:    token,
+		Ready:    func(base string) { fmt.Fprintf(stdout, "ready %s\n", base) },
 	})
 }

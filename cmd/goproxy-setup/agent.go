@@ -81,28 +81,21 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		go r.Run(ctx)
 	}
-	list := c.upstreamList()
-	if list == "" {
-		list = pol.DefaultRoute.List()
-	}
 	var urls []*url.URL
-	if entries, err := upstream.ParseList(list); err == nil {
-		for _, e := range upstream.Proxies(entries) {
-			urls = append(urls, e.URL)
-		}
+	for _, e := range upstream.RouteEntries(pol.DefaultRoute, false) {
+		urls = append(urls, e.URL)
 	}
 	cache := agent.NewDiagnosisCache(id, roots, log, urls...)
 	return agent.Serve(ctx, agent.ServeConfig{
-		Policy:       pol,
-		UpstreamList: c.upstreamList(),
-		Identity:     id,
-		Roots:        roots,
-		Timeout:      c.timeout,
-		Listen:       *listen,
-		Token:        token,
-		Classify:     agent.ClassifierWith(id, cache),
-		Diagnose:     cache.Brief,
-		Diagnoses:    cache.Briefs,
+		Policy:    pol,
+		Identity:  id,
+		Roots:     roots,
+		Timeout:   c.timeout,
+		Listen:    *listen,
+		Token:     token,
+		Classify:  agent.ClassifierWith(id, cache),
+		Diagnose:  cache.Brief,
+		Diagnoses: cache.Briefs,
 		AfterListen: func() error {
 			if *runAs == "" {
 				return nil

@@ -118,7 +118,7 @@ func (s *stringList) Set(v string) error {
 // commonFlags are the flags shared by run, agent, warm, diagnose, github and
 // gitlab (DESIGN.md, Contract).
 type commonFlags struct {
-	upstream   string
+	upstream   optString
 	clientCert string
 	clientKey  string
 	caCert     string
@@ -130,7 +130,7 @@ type commonFlags struct {
 }
 
 func (c *commonFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.upstream, "upstream", "", "upstream list in cmd/go's GOPROXY syntax: ',' falls through on 404/410, '|' on any error (default https://proxy.golang.org, or the policy's default route)")
+	fs.Var(&c.upstream, "upstream", "upstream list in cmd/go's GOPROXY syntax: ',' falls through on 404/410, '|' on any error; replaces the policy's default route (default: the policy's, https://proxy.golang.org built in); an empty list is an error")
 	fs.StringVar(&c.clientCert, "client-cert", "", "PEM file with the client certificate (and chain) presented to the upstream")
 	fs.StringVar(&c.clientKey, "client-key", "", "PEM file with the client certificate's private key (mode 0600)")
 	fs.StringVar(&c.caCert, "ca-cert", "", "PEM file with extra root certificates for the upstream")
@@ -141,6 +141,17 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.logFormat, "log-format", "", "log format: text or json (default text on a terminal, json otherwise)")
 }
 
-// upstreamList returns the --upstream value ("" leaves the choice to the
-// policy, whose built-in default is https://proxy.golang.org).
-func (c *commonFlags) upstreamList() string { return c.upstream }
+// optString is a string flag that knows whether it was given, on the
+// command line or through its environment twin: an explicitly empty
+// --upstream "" is bad input, not the default.
+type optString struct {
+	val string
+	set bool
+}
+
+func (o *optString) String() string { return o.val }
+
+func (o *optString) Set(v string) error {
+	o.val, o.set = v, true
+	return nil
+}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/demo"
+	"github.com/goproxy-setup/goproxy-setup/cmd/goproxy-setup/internal/demo"
 )
 
 func init() { register(demoCmd{}) }

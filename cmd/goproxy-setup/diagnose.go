@@ -78,10 +78,14 @@ func (diagnoseCmd) Run(ctx context.Context, args []string, stdout, stderr io.Wri
 	if *total <= 0 {
 		return usageErrorf("--total %s: pass a positive duration, e.g. 20s", *total)
 	}
-	entries, err := upstream.ParseList(c.upstreamList())
+	// The same path as the other commands: --policy (or the built-in
+	// default, https://proxy.golang.org) with --upstream in its default
+	// route.
+	pol, err := loadPolicy(&c)
 	if err != nil {
 		return err
 	}
+	entries := upstream.RouteEntries(pol.DefaultRoute, false)
 	getCert, leaf, err := diagnoseIdentity(&c)
 	if err != nil {
 		return err
@@ -92,13 +96,7 @@ func (diagnoseCmd) Run(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	var targets []diagnose.Target
 	for _, e := range entries {
-		if e.URL == nil {
-			continue // direct and off: cmd/go's business, nothing to dial
-		}
 		targets = append(targets, diagnose.Target{URL: e.URL, GetClientCertificate: getCert, ClientLeaf: leaf, Roots: roots, Module: mod})
-	}
-	if len(targets) == 0 {
-		return usageErrorf("--upstream %q names no proxy URL (only direct/off): give at least one https:// proxy", c.upstreamList())
 	}
 	step := 5 * time.Second
 	if c.timeout > 0 && c.timeout < step {

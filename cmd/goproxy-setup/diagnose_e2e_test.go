@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 // TestDiagnoseCLI: against a healthy mTLS upstream every check is ok (exit
@@ -64,5 +65,33 @@ func TestDiagnoseCLI(t *testing.T) {
 	}
 	if _, err := os.Stat(state + "/report.json"); err != nil {
 		t.Errorf("no report in the state dir: %v", err)
+	}
+}
+
+// TestDiagnosePolicy: diagnose takes the same path as the other commands:
+// without --upstream it checks the --policy's default route (here a closed
+// loopback port), and an empty --upstream is bad input.
+func TestDiagnosePolicy(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	pol := filepath.Join(t.TempDir(), "p.hcl")
+	if err := os.WriteFile(pol, []byte("upstream \"corp\" {\n  url = \"https://"+addr+"\"\n}\nupstreams = [\"corp\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := runCLI(t, nil, "diagnose", "--format", "json", "--policy", pol, "--state-dir", t.TempDir())
+	if code != 3 {
+		t.Fatalf("diagnose --policy with a closed port: exit %d, want 3\n%s\n%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, addr) || !strings.Contains(stdout, "refused") {
+		t.Errorf("report does not name the policy's upstream %s as refused:\n%s", addr, stdout)
+	}
+	_, stderr, code = runCLI(t, []string{"GOPROXY_SETUP_UPSTREAM="}, "diagnose", "--policy", pol)
+	if code != 2 || !strings.Contains(stderr, "empty") {
+		t.Errorf("diagnose with an empty GOPROXY_SETUP_UPSTREAM: exit %d, want 2 naming the empty list\n%s", code, stderr)
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 // binary is the real goproxy-setup binary the end-to-end tests run.
@@ -257,6 +257,9 @@ func TestRunBadInput(t *testing.T) {
 		{"cert without key", []string{"--client-cert", cert}, nil, []string{"--client-key"}},
 		{"bad upstream list", []string{"--upstream", "https://a.example,,https://b.example"}, nil, []string{"doubled separator"}},
 		{"direct not last", []string{"--upstream", "direct,https://a.example"}, nil, []string{"last element"}},
+		{"empty upstream", []string{"--upstream", ""}, nil, []string{"--upstream", "empty", "GOPROXY_SETUP_UPSTREAM"}},
+		{"empty upstream variable", nil, []string{"GOPROXY_SETUP_UPSTREAM="}, []string{"--upstream", "empty", "GOPROXY_SETUP_UPSTREAM"}},
+		{"direct without a policy", []string{"--upstream", "https://a.example,direct"}, nil, []string{"does not allow direct", "direct { allowed = true }"}},
 		{"bad format", []string{"--format", "yaml"}, nil, []string{"--format", "shell, dotenv or json"}},
 		{"bad env twin", nil, []string{"GOPROXY_SETUP_TIMEOUT=soon"}, []string{"GOPROXY_SETUP_TIMEOUT", "--timeout"}},
 	} {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 // TestRunEnrolsWithStepCA: enrol with a real step-ca (JWK one-time token)

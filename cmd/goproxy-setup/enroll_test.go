@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
 

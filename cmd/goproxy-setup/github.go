@@ -4,17 +4,11 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
-	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/agent"
 	"github.com/goproxy-setup/goproxy-setup/agent/ci"
-	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
@@ -55,70 +49,31 @@ func (c *ciFlags) enroll(oidc string) (*tlsauth.EnrollConfig, error) {
 	return c.e.config()
 }
 
-// outcome converts the bootstrap's result for the CI adapters.
-func outcome(res *agent.Result, err error) *ci.Outcome {
-	o := &ci.Outcome{Err: err}
-	if res == nil {
-		return o
+// runFrontEnd runs a CI front end's step: the report (--report) or the
+// setup, with the logger writing through the front end's redactor. The
+// returned error is redacted too: main prints it, and outside GitHub
+// nothing masks it.
+func runFrontEnd(ctx context.Context, fe ci.FrontEnd, f *ciFlags, oidc string, stderr io.Writer) error {
+	if f.report {
+		return redactErr(agent.ReportFrontEnd(ctx, fe, f.stateDir), fe.Redactor())
 	}
-	o.Env = make([]ci.EnvVar, len(res.Env))
-	for i, v := range res.Env {
-		o.Env[i] = ci.EnvVar{Name: v.Name, Value: v.Value}
+	enroll, err := f.enroll(oidc)
+	if err != nil {
+		return err
 	}
-	o.Secrets = res.Secrets
-	o.Upstream = res.Upstreams
-	o.StateDir = res.StateDir
-	o.Addr = res.Addr
-	o.Endpoints = res.Endpoints
-	o.Warnings = res.Warnings
-	o.ReportPath = res.ReportPath
-	if w := res.Warm; w != nil {
-		o.Warm = &ci.Warm{Modules: w.Modules, Hits: w.Hits, Fetched: w.Fetched, Bytes: w.Bytes, Duration: time.Duration(w.Seconds * float64(time.Second))}
+	log := ci.RedactingWriter(stderr, fe.Redactor())
+	cfg := f.config()
+	cfg.Enroll = enroll
+	cfg.Logger = newLoggerTo("goproxy-setup", &f.commonFlags, stderr, log)
+	cfg.Progress = log
+	if enroll != nil {
+		enroll.Logger = cfg.Logger.Named("enroll")
 	}
-	if res.Report != nil {
-		o.Diagnosis = diagnosis{res.Report}
-	}
-	return o
+	return redactErr(agent.RunFrontEnd(ctx, fe, cfg), fe.Redactor())
 }
-
-// withLatency adds the agent's upstream latency after a successful setup.
-func withLatency(ctx context.Context, o *ci.Outcome) {
-	if o.Err != nil || o.StateDir == "" {
-		return
-	}
-	if s, err := agent.Status(ctx, o.StateDir); err == nil && s.Requests > 0 {
-		l := ciStats(s).Latency
-		o.Latency = &l
-	}
-}
-
-// ciStats converts the agent's stats for the CI adapters.
-func ciStats(s *agent.Stats) *ci.Stats {
-	ms := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
-	return &ci.Stats{
-		Requests:         s.Requests,
-		Bytes:            s.Bytes,
-		ErrorsByLayer:    s.ErrorsByLayer,
-		FailedAfterSetup: int(s.FailedAfterSetup),
-		Latency:          ci.Latency{P50: ms(s.LatencyP50), P90: ms(s.LatencyP90), P99: ms(s.LatencyP99)},
-		Diagnoses:        s.Diagnoses,
-	}
-}
-
-// diagnosis adapts a diagnose.Report to ci.Diagnosis.
-type diagnosis struct{ r *diagnose.Report }
-
-func (d diagnosis) Verdict() (string, string)       { return d.r.Verdict.Layer, d.r.Verdict.Summary }
-func (d diagnosis) WriteMarkdown(w io.Writer) error { return diagnose.WriteMarkdown(w, d.r) }
-func (d diagnosis) WriteText(w io.Writer) error     { return diagnose.WriteText(w, d.r, false) }
-func (d diagnosis) WriteAnnotations(w io.Writer) error {
-	return diagnose.WriteGitHubAnnotations(w, d.r)
-}
-func (d diagnosis) WriteJUnit(w io.Writer) error { return diagnose.WriteJUnit(w, d.r) }
 
 // redactErr returns err with the secrets red knows replaced, keeping its
-// kind for the exit code: main prints the error, and outside GitHub nothing
-// masks it.
+// kind for the exit code.
 func redactErr(err error, red *ci.Redactor) error {
 	if err == nil {
 		return nil
@@ -145,107 +100,5 @@ func (githubCmd) Run(ctx context.Context, args []string, stdout, stderr io.Write
 	if err := gh.Mask(f.e.token, os.Getenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN")); err != nil {
 		return err
 	}
-	if f.report {
-		return redactErr(githubReport(ctx, gh, f.stateDir, stderr), gh.Redactor())
-	}
-	cleanup, err := materializePEM(gh, &f.clientCert, &f.clientKey)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	enroll, err := f.enroll(tlsauth.OIDCGitHub)
-	if err != nil {
-		return err
-	}
-	log := ci.RedactingWriter(stderr, gh.Redactor())
-	cfg := f.config()
-	cfg.Enroll = enroll
-	cfg.Logger = newLogger("goproxy-setup", &f.commonFlags, log)
-	cfg.Progress = log
-	if enroll != nil {
-		enroll.Logger = cfg.Logger.Named("enroll")
-	}
-	if err := gh.Group("goproxy-setup: start the agent and warm the module cache"); err != nil {
-		return err
-	}
-	res, serr := agent.Setup(ctx, cfg)
-	// Secrets first: the group's end and everything after may show them.
-	if res != nil {
-		if err := gh.Mask(res.Secrets...); err != nil {
-			return err
-		}
-	}
-	if err := gh.EndGroup(); err != nil {
-		return err
-	}
-	o := outcome(res, serr)
-	withLatency(ctx, o)
-	perr := gh.Publish(o)
-	return redactErr(errors.Join(serr, perr), gh.Redactor())
-}
-
-// githubReport is `github --report`: stop the agent, put its stats in the
-// log and the job summary, fail when fetches failed after setup. A job
-// whose setup never started an agent gets a warning, not a second failure.
-func githubReport(ctx context.Context, gh *ci.GitHub, stateDir string, stderr io.Writer) error {
-	if stateDir == "" {
-		stateDir = agent.DefaultStateDir()
-	}
-	s, err := agent.Stop(ctx, stateDir)
-	if err != nil {
-		if _, serr := os.Stat(stateDir + "/" + agent.StateFile); errors.Is(serr, fs.ErrNotExist) {
-			return gh.Annotate(ci.Warning, "goproxy-setup report", fmt.Sprintf("no agent to report on in %s: the setup step did not start one", stateDir))
-		}
-		return fmt.Errorf("stop the agent: %w", err)
-	}
-	cs := ciStats(s)
-	if err := gh.Group("goproxy-setup: agent stats"); err != nil {
-		return err
-	}
-	werr := ci.WriteStatsText(ci.RedactingWriter(stderr, gh.Redactor()), cs, gh.Redactor())
-	if err := gh.EndGroup(); err != nil {
-		return err
-	}
-	return errors.Join(werr, gh.PublishStats(cs))
-}
-
-// materializePEM lets the client-cert and client-key inputs hold PEM
-// content (a secret passed straight through) as well as paths: content is
-// masked first, then written to a 0600 file in a 0700 directory under
-// RUNNER_TEMP, and the flag is pointed at it. The returned cleanup removes
-// the files once Setup has handed the identity to the agent.
-func materializePEM(gh *ci.GitHub, cert, key *string) (func(), error) {
-	isPEM := func(v string) bool { return strings.HasPrefix(strings.TrimSpace(v), "-----BEGIN ") }
-	if !isPEM(*cert) && !isPEM(*key) {
-		return func() {}, nil
-	}
-	if isPEM(*key) {
-		if err := gh.Mask(*key); err != nil {
-			return nil, err
-		}
-	}
-	base := os.Getenv("RUNNER_TEMP")
-	if base == "" {
-		base = os.TempDir()
-	}
-	dir, err := os.MkdirTemp(base, "goproxy-setup-identity-")
-	if err != nil {
-		return nil, fmt.Errorf("write the client identity from the inputs: %w", err)
-	}
-	cleanup := func() { os.RemoveAll(dir) }
-	for _, f := range []struct {
-		v    *string
-		name string
-	}{{cert, "client.crt"}, {key, "client.key"}} {
-		if !isPEM(*f.v) {
-			continue
-		}
-		path := filepath.Join(dir, f.name)
-		if err := ci.WriteFileAtomic(path, []byte(strings.TrimSpace(*f.v)+"\n"), 0o600); err != nil {
-			cleanup()
-			return nil, fmt.Errorf("write the client identity from the inputs: %w", err)
-		}
-		*f.v = path
-	}
-	return cleanup, nil
+	return runFrontEnd(ctx, gh, &f, tlsauth.OIDCGitHub, stderr)
 }

@@ -78,7 +78,8 @@ func policyCheck(args []string, stdout, stderr io.Writer) error {
 func policyShow(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("policy show", flag.ContinueOnError)
 	policyFile := fs.String("policy", "", "policy file (HCL) when FILE is not given; built-in defaults when neither is")
-	upstreamList := fs.String("upstream", "", "upstream list in cmd/go's GOPROXY syntax that replaces the policy's default route")
+	var upstreamList optString
+	fs.Var(&upstreamList, "upstream", "upstream list in cmd/go's GOPROXY syntax that replaces the policy's default route (an empty list is an error)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -90,17 +91,9 @@ func policyShow(args []string, stdout, stderr io.Writer) error {
 	default:
 		return usageErrorf("policy show: name at most one policy file")
 	}
-	pol := policies.Default()
-	if file != "" {
-		var err error
-		if pol, err = policies.Load(file); err != nil {
-			return err
-		}
-	}
-	if *upstreamList != "" {
-		if err := pol.WithUpstreamList(*upstreamList); err != nil {
-			return err
-		}
+	pol, err := policies.Resolve(file, upstreamList.val, upstreamList.set)
+	if err != nil {
+		return err
 	}
 	return pol.Show(stdout)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/agent"
 	"github.com/goproxy-setup/goproxy-setup/agent/ci"
@@ -55,7 +56,8 @@ func (s *setupFlags) config() agent.Config {
 		agentArgs = append(agentArgs, "--log-format", s.logFormat)
 	}
 	return agent.Config{
-		Upstream:    s.upstream,
+		Upstream:    s.upstream.val,
+		UpstreamSet: s.upstream.set,
 		ClientCert:  s.clientCert,
 		ClientKey:   s.clientKey,
 		CACert:      s.caCert,
@@ -99,6 +101,16 @@ func (runCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "goproxy-setup: diagnosis report: %s\n", res.ReportPath)
 	}
 	if err != nil {
+		// No environment is printed, so nothing will use the agent: stop
+		// it rather than leave it running after the caller gave up.
+		if res != nil && res.PID != 0 {
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+			if _, serr := agent.Stop(stopCtx, res.StateDir); serr != nil {
+				cfg.Logger.Debug("stopping the agent after the failure", "error", serr)
+			}
+			cancel()
+			fmt.Fprintf(stderr, "goproxy-setup: run failed: stopped the agent it started (pid %d); no environment printed\n", res.PID)
+		}
 		return err
 	}
 	for _, l := range res.Privilege {

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 // requireRoot fails in CI (which runs as root, so this can only mean a

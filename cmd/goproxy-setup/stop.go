@@ -6,6 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -62,7 +65,7 @@ func statsCommand(ctx context.Context, name string, args []string, stdout, stder
 		writeStats(stdout, s)
 	}
 	if *failOnErrors && s.FailedAfterSetup > 0 {
-		return errkind.Mark(errkind.Unreachable, fmt.Errorf("%d module fetches failed after setup (by layer: %v); see the agent log and 'goproxy-setup diagnose'", s.FailedAfterSetup, s.ErrorsByLayer))
+		return errkind.Mark(errkind.Unreachable, fmt.Errorf("%d module fetches failed after setup (by layer: %s); see the agent log (%s) and 'goproxy-setup diagnose'", s.FailedAfterSetup, formatCounts(s.ErrorsByLayer), filepath.Join(dir, "agent.log")))
 	}
 	return nil
 }
@@ -80,13 +83,26 @@ func writeStats(w io.Writer, s *agent.Stats) {
 	}
 	fmt.Fprintf(w, "  not found          %d\n", s.NotFound)
 	fmt.Fprintf(w, "  bytes              %d\n", s.Bytes)
+	if s.Answered > 0 {
+		fmt.Fprintf(w, "  upstream answered  %d (%s; relayed to the go command, not failures)\n", s.Answered, formatCounts(s.AnsweredByStatus))
+	}
 	fmt.Fprintf(w, "  upstream failures  %d (after setup: %d)\n", s.Failures, s.FailedAfterSetup)
-	for l, n := range s.ErrorsByLayer {
-		fmt.Fprintf(w, "    layer %-12s %d\n", l, n)
+	for _, l := range slices.Sorted(maps.Keys(s.ErrorsByLayer)) {
+		fmt.Fprintf(w, "    layer %-12s %d\n", l, s.ErrorsByLayer[l])
 	}
 	fmt.Fprintf(w, "  rejected/denied    %d/%d\n", s.Rejected, s.Denied)
 	fmt.Fprintf(w, "  upstream latency   p50 %.1f ms, p90 %.1f ms, p99 %.1f ms\n", s.LatencyP50, s.LatencyP90, s.LatencyP99)
 	for _, d := range s.Diagnoses {
 		fmt.Fprintf(w, "  %s\n", strings.ReplaceAll(d, "\n", "\n    "))
 	}
+}
+
+// formatCounts renders counts by name as "http: 2, tls: 1", sorted by
+// name (never Go's map syntax).
+func formatCounts(m map[string]int64) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -12,12 +12,10 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
 
-// loadPolicy returns the policy named by --policy, or the defaults.
+// loadPolicy returns the effective policy of the common flags: --policy's
+// (or the built-in defaults) with --upstream in its default route.
 func loadPolicy(c *commonFlags) (*policies.Policy, error) {
-	if c.policy == "" {
-		return policies.Default(), nil
-	}
-	return policies.Load(c.policy)
+	return policies.Resolve(c.policy, c.upstream.val, c.upstream.set)
 }
 
 // loadIdentity returns the client identity and extra roots named by the
@@ -54,7 +52,7 @@ func newSource(ctx context.Context, c *commonFlags, logger hclog.Logger) (warm.S
 	if err != nil {
 		return nil, nil, err
 	}
-	f, err := agent.NewFetcher(pol, c.upstreamList(), id, roots, c.timeout, logger)
+	f, err := agent.NewFetcher(pol, id, roots, c.timeout, logger)
 	if err != nil {
 		return nil, nil, err
 	}

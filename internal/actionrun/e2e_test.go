@@ -16,7 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/actionrun"
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 var update = os.Getenv("UPDATE_GOLDEN") != ""
@@ -341,6 +341,16 @@ func TestActionFailureIsDiagnosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("report action: err=%v outputs=%v", rep.Err, rep.Outputs)
+	// The report after a failed setup: its errors happened during setup,
+	// and the summary's headline must agree with its errors table.
+	report := j.runner.Summary()
+	report = report[strings.LastIndex(report, "## goproxy-setup report"):]
+	if strings.Contains(report, "| `client-cert` |") && strings.Contains(report, "No fetch failed") {
+		t.Errorf("report summary contradicts itself:\n%s", report)
+	}
+	if !strings.Contains(report, "fetches failed during setup, none after it") {
+		t.Errorf("report summary does not say the failures were the setup's:\n%s", report)
+	}
 	paths := map[string]string{j.temp: "$RUNNER_TEMP", j.workspace: "$GITHUB_WORKSPACE", stack.URL: "$UPSTREAM"}
 	golden(t, "action-failure.annotations.golden", normalize(failureAnnotations(j.runner), paths))
 }

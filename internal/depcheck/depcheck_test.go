@@ -16,6 +16,7 @@ const mod = "github.com/goproxy-setup/goproxy-setup"
 
 type pkg struct {
 	ImportPath string
+	Name       string
 	Dir        string
 	GoFiles    []string
 	Imports    []string
@@ -47,13 +48,13 @@ func list(t *testing.T, args ...string) []pkg {
 func rel(p string) string { return strings.TrimPrefix(strings.TrimPrefix(p, mod), "/") }
 
 // layer ranks the packages: a package may import only packages of a lower
-// rank (or internal helpers).
+// rank (or internal leaves, see TestInternal).
 func layer(p string) int {
 	switch r := rel(p); {
+	case strings.HasPrefix(r, "cmd/") && strings.Contains(r, "/internal/"):
+		return 4 // a command's own library (the demo)
 	case strings.HasPrefix(r, "cmd/"):
 		return 5
-	case r == "internal/demo":
-		return 4
 	case r == "agent":
 		return 3
 	case r == "agent/proxy", r == "agent/warm", r == "agent/ci", r == "agent/image", r == "agent/privilege":
@@ -63,7 +64,58 @@ func layer(p string) int {
 	case r == "tlsauth", r == "policies":
 		return 0
 	}
-	return -1 // internal helpers: checked separately
+	return -1 // internal/: checked by TestInternal
+}
+
+// testSupport reports whether p is a test harness: imported by tests only.
+// internal/actionrun is one too; it is to move under internal/testsupport.
+func testSupport(p string) bool {
+	r := rel(p)
+	return strings.HasPrefix(r, "internal/testsupport/") || r == "internal/actionrun"
+}
+
+// leaf reports whether p is an internal leaf utility: under internal/ and
+// not a test harness.
+func leaf(p string) bool {
+	return strings.HasPrefix(rel(p), "internal/") && !testSupport(p)
+}
+
+// TestInternal: internal/ holds leaf utilities only, which import no
+// project package but other leaves; test harnesses are imported by tests
+// only (never by code that ships); nothing outside a command imports it,
+// and the commands' own libraries live under cmd/<name>/internal.
+func TestInternal(t *testing.T) {
+	t.Parallel()
+	for _, p := range list(t, "./...") {
+		from := rel(p.ImportPath)
+		for _, imp := range p.Imports {
+			if !strings.HasPrefix(imp, mod+"/") {
+				continue
+			}
+			to := rel(imp)
+			if leaf(p.ImportPath) && !leaf(imp) {
+				t.Errorf("%s imports %s: an internal leaf utility imports no project package but other leaves", from, to)
+			}
+			if testSupport(imp) && !testSupport(p.ImportPath) {
+				t.Errorf("%s imports %s outside tests: test harnesses are for tests only", from, to)
+			}
+			if strings.HasPrefix(to, "cmd/") {
+				parts := strings.SplitN(to, "/", 3)
+				if own := parts[0] + "/" + parts[1]; from != own && !strings.HasPrefix(from, own+"/") {
+					t.Errorf("%s imports %s: nothing imports a command outside its own tree", from, to)
+				}
+			}
+		}
+	}
+	// The test harnesses are where the tree says, and leaves exist.
+	var sawLeaf, sawSupport bool
+	for _, p := range list(t, "./internal/...") {
+		sawLeaf = sawLeaf || leaf(p.ImportPath)
+		sawSupport = sawSupport || strings.HasPrefix(rel(p.ImportPath), "internal/testsupport/")
+	}
+	if !sawLeaf || !sawSupport {
+		t.Errorf("go list ./internal/... found leaves %v, test support %v: want both (is the classification stale?)", sawLeaf, sawSupport)
+	}
 }
 
 // sameLayerOK are the allowed imports between packages of one layer.
@@ -79,11 +131,8 @@ func TestImportDirection(t *testing.T) {
 			if !strings.HasPrefix(imp, mod) {
 				continue
 			}
-			if strings.HasPrefix(rel(imp), "cmd/") {
+			if strings.HasPrefix(rel(imp), "cmd/") && !strings.HasPrefix(rel(p.ImportPath), "cmd/") {
 				t.Errorf("%s imports %s: libraries never import cmd", rel(p.ImportPath), rel(imp))
-			}
-			if rel(imp) == "internal/testenv" {
-				t.Errorf("%s imports internal/testenv outside tests", rel(p.ImportPath))
 			}
 			to := layer(imp)
 			if from >= 0 && to >= 0 && to >= from && rel(imp) != rel(p.ImportPath) {
@@ -106,7 +155,8 @@ func TestBinaryDeps(t *testing.T) {
 		"github.com/Shopify/toxiproxy",
 		"github.com/rhysd/actionlint",
 		"testing",
-		mod + "/internal/testenv",
+		mod + "/internal/testsupport",
+		mod + "/internal/actionrun",
 	}
 	for _, d := range ps[0].Deps {
 		for _, f := range forbidden {
@@ -124,7 +174,7 @@ func TestLibrariesDoNotExit(t *testing.T) {
 	t.Parallel()
 	for _, p := range list(t, "./...") {
 		r := rel(p.ImportPath)
-		if strings.HasPrefix(r, "cmd/") || strings.HasPrefix(r, "internal/testenv") {
+		if p.Name == "main" || testSupport(p.ImportPath) {
 			continue
 		}
 		for _, f := range p.GoFiles {

@@ -40,8 +40,8 @@ func TestBuildHashesMatchDirhash(t *testing.T) {
 	if _, err := Build(Module{Path: "example.com/m/v2", Version: "v1.0.0"}); err == nil {
 		t.Errorf("Build of a /v2 path at v1.0.0 succeeded, want an error")
 	}
-	if got := PackageName("example.com/Upper/case"); got != "mcase" {
-		t.Errorf("PackageName(case) = %q, want mcase (case is a keyword)", got)
+	if got := DefaultPackageName("example.com/Upper/case"); got != "case_" {
+		t.Errorf("DefaultPackageName(case) = %q, want case_ (case is a keyword)", got)
 	}
 }
 

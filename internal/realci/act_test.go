@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/realci"
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 var mods = []testenv.Module{

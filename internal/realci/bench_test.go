@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/realci"
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 // stepRE matches act's line for a finished step: "Success - Main NAME

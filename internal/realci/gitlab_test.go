@@ -15,7 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/realci"
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 const templatePath = "examples/gitlab/goproxy-setup.gitlab-ci.yml"

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/realci"
-	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 // TestGoReleaserArchiveInstalls proves the release configuration with the

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -29,11 +28,13 @@ import (
 
 	"github.com/goproxy-setup/goproxy-setup/agent"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
-	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 	"github.com/goproxy-setup/goproxy-setup/internal/modgen"
 	"github.com/goproxy-setup/goproxy-setup/internal/pki"
+	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
 // Options configures Run.
@@ -108,7 +109,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "      client certificate: CN=%s, issued by %q, valid until %s\n", clientCert.Leaf.Subject.CommonName, ca.Cert.Subject.CommonName, clientCert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Fprintf(out, "      client certificate: CN=%s, issued by %q, valid until %s\n", clientCert.Leaf.Subject.CommonName, clientCert.Leaf.Issuer.CommonName, clientCert.Leaf.NotAfter.UTC().Format(time.RFC3339))
 
 	say("mTLS module proxy on loopback, serving %d generated modules, requiring a client certificate", len(Modules))
 	var built []*modgen.Built
@@ -144,7 +145,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	defer srv.Close()
 	fmt.Fprintf(out, "      upstream: %s (ssl_verify_client on)\n", srv.URL)
 	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw}), 0o644); err != nil {
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Root.Raw}), 0o644); err != nil {
 		return err
 	}
 	if err := showGoCannot(ctx, out, gobin, srv.URL, dir, caFile); err != nil {
@@ -165,17 +166,21 @@ func Run(ctx context.Context, opts Options) (err error) {
 	ready := make(chan string, 1)
 	served := make(chan error, 1)
 	cache := agent.NewDiagnosisCache(id, ca.Pool(), log)
+	pol, err := policies.Resolve("", srv.URL, true)
+	if err != nil {
+		return err
+	}
 	go func() {
 		served <- agent.Serve(actx, agent.ServeConfig{
-			UpstreamList: srv.URL,
-			Identity:     id,
-			Roots:        ca.Pool(),
-			Timeout:      10 * time.Second,
-			Token:        token,
-			Classify:     agent.ClassifierWith(id, cache),
-			Diagnose:     cache.Brief,
-			Ready:        func(base string) { ready <- base },
-			Logger:       log,
+			Policy:   pol,
+			Identity: id,
+			Roots:    ca.Pool(),
+			Timeout:  10 * time.Second,
+			Token:    token,
+			Classify: agent.ClassifierWith(id, cache),
+			Diagnose: cache.Brief,
+			Ready:    func(base string) { ready <- base },
+			Logger:   log,
 		})
 	}()
 	var base string
@@ -206,7 +211,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("demo: run the built program: %w", err)
 	}
-	fmt.Fprintf(out, "      built program prints: %s", o)
+	first, _, _ := bytes.Cut(o, []byte("\n"))
+	fmt.Fprintf(out, "      built program prints: %s\n", first)
 
 	say("warm a fresh module cache from go.sum (verified against every h1: hash), then build offline")
 	mc2 := filepath.Join(dir, "modcache-2")
@@ -234,7 +240,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	goCmd(ctx, gobin, consumer, goEnv(dir, filepath.Join(dir, "modcache-x"), base), "mod", "download")
 	upURL, _ := url.Parse(srv.URL)
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if _, _, ok := cache.Verdict(upstream.Redact(upURL)); ok {
+		if _, _, ok := cache.Verdict(redact.URL(upURL)); ok {
 			break
 		}
 	}
@@ -338,5 +344,3 @@ func chmodWritable(dir string) {
 		return nil
 	})
 }
-
-var _ = http.StatusOK

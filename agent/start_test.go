@@ -1,0 +1,44 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+)
+
+// TestAgentFailedKind: an agent that exits before serving fails Start
+// with the kind its exit code says, whatever its log's text says.
+func TestAgentFailedKind(t *testing.T) {
+	t.Parallel()
+	for _, test := range []struct {
+		name string
+		log  string
+		code int
+		want errkind.Kind
+	}{
+		{"bad input", "refusing the planted private directory", 2, errkind.BadInput},
+		{"unreachable", "upstream down", 3, errkind.Unreachable},
+		{"other, although the log says bad input", "exit=2 bad input", 1, errkind.Other},
+	} {
+		t.Run(test.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			exe := filepath.Join(dir, "fake-agent")
+			script := fmt.Sprintf("#!/bin/sh\necho %q >&2\nexit %d\n", test.log, test.code)
+			if err := os.WriteFile(exe, []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Start(context.Background(), StartConfig{Executable: exe, StateDir: filepath.Join(dir, "state"), Handoff: Handoff{Token: "t"}})
+			if err == nil {
+				t.Fatal("Start of an agent that exits succeeded")
+			}
+			if got := errkind.Of(err); got != test.want {
+				t.Errorf("kind %v, want %v (error: %v)", got, test.want, err)
+			}
+		})
+	}
+}
