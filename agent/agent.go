@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/privilege"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
@@ -48,6 +49,12 @@ type State struct {
 	Addr    string    `json:"addr"`
 	Started time.Time `json:"started"`
 	Log     string    `json:"log"`
+	// StartTime (clock ticks since boot, /proc/<pid>/stat), Exe and Nonce
+	// identify the agent process: 'stop' and 'run' signal PID only when
+	// all three still match (see verifyAgent).
+	StartTime uint64 `json:"start_time"`
+	Exe       string `json:"exe"`
+	Nonce     string `json:"nonce"`
 	// User is the user the agent runs as ("" when unseparated).
 	User string `json:"user,omitempty"`
 	// SetupFailures is the agent's failure count when setup finished;
@@ -75,26 +82,37 @@ func DefaultStateDir() string {
 
 // ReadState reads the state file of the agent in stateDir.
 func ReadState(stateDir string) (*State, error) {
-	b, err := os.ReadFile(filepath.Join(stateDir, StateFile))
+	d, err := openStateDir(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.readState()
+}
+
+func (d *stateDir) readState() (*State, error) {
+	b, err := d.readFile(StateFile)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("no agent in state dir %s: start one with 'goproxy-setup run --state-dir %s'", stateDir, stateDir))
+			return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("no agent in state dir %s: start one with 'goproxy-setup run --state-dir %s'", d.path, d.path))
 		}
 		return nil, fmt.Errorf("read agent state: %w", err)
 	}
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("read agent state %s: %w", filepath.Join(stateDir, StateFile), err)
+		return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("read agent state %s: malformed (remove it)", d.file(StateFile)))
 	}
 	return &s, nil
 }
 
-func writeState(stateDir string, s *State) error {
+func (d *stateDir) writeState(s *State) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(filepath.Join(stateDir, StateFile), b, 0o600)
+	// atomicfile renames a temp file over the name: a link planted there
+	// is replaced, never followed; the directory itself is checked.
+	return atomicfile.WriteFile(d.file(StateFile), b, 0o600)
 }
 
 // StartConfig configures Start.
@@ -102,13 +120,15 @@ type StartConfig struct {
 	// Executable is the goproxy-setup binary to run as the agent
 	// (os.Executable by default).
 	Executable string
-	// Args are the agent subcommand's flags (upstream, policy, timeout,
-	// ca-cert, log-level…), passed through; never secrets.
+	// Args are the agent subcommand's flags (policy, timeout, ca-cert,
+	// log-level…), passed through; never secrets: ps shows them to every
+	// local user.
 	Args []string
 	// StateDir holds agent.json and agent.log.
 	StateDir string
-	// Handoff is written to the agent's stdin.
-	Handoff Handoff
+	// Handoff is written to the agent's stdin: the token, identity,
+	// upstream list and network settings. Start sets its Nonce.
+	Handoff privilege.Secrets
 	// RunAs is the user the agent drops to ("" for none). When Sudo is
 	// set, the agent is started through 'sudo -n'.
 	RunAs string
@@ -122,32 +142,48 @@ type StartConfig struct {
 // that carries the handoff and is then closed, stdout a pipe that carries
 // one readiness line, stderr the log file in the state dir. A CI step that
 // starts it therefore ends normally, and the agent outlives it. An agent
-// already recorded in the state dir is stopped first.
+// already recorded in the state dir is stopped first (when it is proven to
+// be the agent; stale state is removed, never trusted), and key copies a
+// crashed agent left behind are removed.
 func Start(ctx context.Context, cfg StartConfig) (*State, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-		return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("state dir: %w", err))
+	d, err := openStateDir(cfg.StateDir)
+	if err != nil {
+		return nil, err
 	}
-	if old, err := ReadState(cfg.StateDir); err == nil {
-		log.Info("replacing the agent already running for this state dir", "pid", old.PID)
-		stopAgent(ctx, old)
+	defer d.Close()
+	if err := d.checkPrivate(); err != nil {
+		return nil, err
+	}
+	if old, err := d.readState(); err == nil {
+		log.Info("replacing the agent recorded for this state dir", "pid", old.PID)
+		stopAgent(ctx, old, log)
+	}
+	if err := d.clean(ctx); err != nil {
+		return nil, err
 	}
 	exe := cfg.Executable
 	if exe == "" {
-		var err error
 		if exe, err = os.Executable(); err != nil {
 			return nil, fmt.Errorf("find own executable: %w", err)
 		}
 	}
-	logPath := filepath.Join(cfg.StateDir, "agent.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if r, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = r
+	}
+	logPath := d.file("agent.log")
+	logf, err := d.open("agent.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open agent log: %w", err)
 	}
 	defer logf.Close()
+	handoff := cfg.Handoff
+	if handoff.Nonce, err = proxy.NewToken(); err != nil {
+		return nil, err
+	}
 	args := append([]string{"agent", "--handoff-stdin", "--ready-fd", "1"}, cfg.Args...)
 	if cfg.RunAs != "" {
 		args = append(args, "--run-as", cfg.RunAs)
@@ -166,25 +202,31 @@ func Start(ctx context.Context, cfg StartConfig) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	stdout, err := cmd.StdoutPipe()
+	// Our own pipe, not StdoutPipe: Wait (run below to reap the agent)
+	// closes a StdoutPipe, racing the read of the agent's last line.
+	stdout, readyW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
+	defer stdout.Close()
+	cmd.Stdout = readyW
 	start := cmd.Start
 	if cfg.RunAs != "" && !cfg.Sudo {
 		// Started by root: no_new_privs from birth on every thread, so a
 		// cgo build can drop as safely as a static one.
 		start = func() error { return privilege.StartNoNewPrivs(cmd) }
 	}
-	if err := start(); err != nil {
+	err = start()
+	readyW.Close()
+	if err != nil {
 		return nil, fmt.Errorf("start agent: %w", err)
 	}
-	// Reap it if it dies while we still run; its exit code is the kind of
-	// its failure (see agentFailed).
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	hb, _ := json.Marshal(cfg.Handoff)
-	_, werr := stdin.Write(hb)
+	// Reap it if it dies while we still run; its exit status backs up the
+	// kind its readiness line names (see agentFailed).
+	var exitErr error
+	exited := make(chan struct{})
+	go func() { exitErr = cmd.Wait(); close(exited) }()
+	werr := privilege.WriteSecrets(stdin, handoff)
 	stdin.Close()
 	if werr != nil {
 		log.Debug("writing handoff failed", "error", werr)
@@ -203,26 +245,74 @@ func Start(ctx context.Context, cfg StartConfig) (*State, error) {
 	case ready = <-line:
 	case <-time.After(timeout):
 		cmd.Process.Kill()
-		return nil, fmt.Errorf("agent did not serve within %s; its log: %s\n%s", timeout, logPath, tail(logPath))
+		return nil, fmt.Errorf("agent did not serve within %s; its log: %s\n%s", timeout, logPath, d.tail("agent.log"))
 	case <-ctx.Done():
 		cmd.Process.Kill()
 		return nil, ctx.Err()
 	}
 	addr, ok := strings.CutPrefix(ready, "ready ")
 	if !ok {
-		return nil, agentFailed(logPath, exited)
+		// The agent says why before it exits: let it finish its log.
+		code := -1
+		select {
+		case <-exited:
+			var ee *exec.ExitError
+			if errors.As(exitErr, &ee) {
+				code = ee.ExitCode()
+			}
+		case <-time.After(5 * time.Second):
+		}
+		return nil, agentFailed(ready, code, logPath, d.tail("agent.log"))
 	}
-	st := &State{PID: cmd.Process.Pid, Addr: addr, BaseURL: "http://" + addr + "/" + cfg.Handoff.Token, Started: time.Now(), Log: logPath, User: cfg.RunAs}
+	st := &State{PID: cmd.Process.Pid, Addr: addr, BaseURL: "http://" + addr + "/" + handoff.Token, Started: time.Now(), Log: logPath, User: cfg.RunAs, Exe: exe, Nonce: handoff.Nonce}
 	if err := waitHealthy(ctx, st.BaseURL, timeout); err != nil {
 		cmd.Process.Kill()
 		return nil, fmt.Errorf("agent announced %s but does not answer: %w", addr, err)
 	}
-	if err := writeState(cfg.StateDir, st); err != nil {
+	// The agent's own pid (through sudo it is sudo's child), its start
+	// time and executable: what 'stop' checks before it signals.
+	id, err := agentIdentity(ctx, st)
+	if err != nil || id.Nonce != handoff.Nonce {
+		cmd.Process.Kill()
+		return nil, fmt.Errorf("agent on %s does not prove its identity: %v", addr, err)
+	}
+	st.PID = id.PID
+	if st.StartTime, err = procStartTime(st.PID); err != nil {
+		cmd.Process.Kill()
+		return nil, fmt.Errorf("agent process %d: %w", st.PID, err)
+	}
+	if e, err := procExe(st.PID); err == nil {
+		st.Exe = e
+	}
+	if err := d.writeState(st); err != nil {
 		cmd.Process.Kill()
 		return nil, err
 	}
 	cmd.Process.Release()
 	return st, nil
+}
+
+// clean removes what a previous agent left: agent.json and the private
+// directory with its key copies. The directory belongs to the agent user
+// when the agent was separated; a job user with sudo removes it through
+// 'sudo -n'.
+func (d *stateDir) clean(ctx context.Context) error {
+	if err := unix.Unlinkat(int(d.f.Fd()), StateFile, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove stale %s: %w", d.file(StateFile), err)
+	}
+	err := d.removePrivate()
+	if err != nil && errkind.Of(err) != errkind.BadInput && os.Geteuid() != 0 && errors.Is(err, os.ErrPermission) {
+		if privilege.Detect(ctx) == privilege.Sudo {
+			err = privilege.RemoveAsRoot(ctx, d.file(PrivateDirName))
+		}
+	}
+	if err != nil {
+		if errkind.Of(err) == errkind.BadInput {
+			return err
+		}
+		return errkind.Mark(errkind.Local, fmt.Errorf("remove the agent's key copies: %w (remove %s as root)", err, d.file(PrivateDirName)))
+	}
+	return nil
 }
 
 // agentEnv is the agent's environment: the parent's minus anything that
@@ -237,41 +327,46 @@ func agentEnv() []string {
 			continue
 		case strings.HasPrefix(k, "ACTIONS_ID_TOKEN"), strings.HasPrefix(k, "INPUT_"), k == "GITHUB_TOKEN", k == "CI_JOB_TOKEN":
 			continue
+		case k == "GOPROXY", k == "GONOSUMDB", k == "GOPRIVATE", k == "GONOPROXY", k == "GOAUTH", k == "GOFLAGS":
+			// An earlier run's exported GOPROXY holds a capability URL.
+			continue
 		}
 		out = append(out, kv)
 	}
 	return out
 }
 
+// FailPrefix starts the readiness line of an agent that failed before
+// serving: "fail <kind>", where kind is an errkind name, so that the
+// bootstrap keeps the failure's kind instead of guessing it from text.
+const FailPrefix = "fail "
+
 // agentFailed is the error of an agent that exited before serving. Its
-// kind is the agent's exit code (the command maps the kind of its error to
-// it; DESIGN.md, Contract: exit codes), never a guess from the log's text.
-func agentFailed(logPath string, exited <-chan error) error {
+// kind is the one its readiness line names or, when it died without one,
+// the one its exit code means (the command maps a kind to its exit code;
+// DESIGN.md, Contract), never a guess from the log's text. code is -1
+// when unknown.
+func agentFailed(ready string, code int, logPath, tail string) error {
 	kind := errkind.Other
-	select {
-	case err := <-exited:
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			kind = kindOfExitCode(ee.ExitCode())
+	if name, ok := strings.CutPrefix(ready, FailPrefix); ok {
+		for k := errkind.Other; k <= errkind.Canceled; k++ {
+			if k.String() == name {
+				kind = k
+			}
 		}
-	case <-time.After(5 * time.Second):
-	}
-	return errkind.Mark(kind, fmt.Errorf("agent failed to start; its log (%s) ends:\n%s", logPath, tail(logPath)))
-}
-
-// kindOfExitCode is the inverse of errkind.Kind.ExitCode where it is one
-// to one (exit 1 is any other kind).
-func kindOfExitCode(code int) errkind.Kind {
-	for _, k := range []errkind.Kind{errkind.BadInput, errkind.Unreachable, errkind.Integrity} {
-		if k.ExitCode() == code {
-			return k
+	} else {
+		for _, k := range []errkind.Kind{errkind.BadInput, errkind.Unreachable, errkind.Integrity} {
+			if k.ExitCode() == code {
+				kind = k
+			}
 		}
 	}
-	return errkind.Other
+	return errkind.Mark(kind, fmt.Errorf("agent failed to start; its log (%s) ends:\n%s", logPath, tail))
 }
 
-func tail(path string) string {
-	b, err := os.ReadFile(path)
+// tail returns the last lines of name in the state dir.
+func (d *stateDir) tail(name string) string {
+	b, err := d.readFile(name)
 	if err != nil {
 		return "(no log)"
 	}
@@ -357,7 +452,12 @@ func fetchStats(ctx context.Context, st *State) (*Stats, error) {
 // MarkSetupDone records the agent's current failure count, so that Stop
 // reports only failures of the job's own steps.
 func MarkSetupDone(ctx context.Context, stateDir string) error {
-	st, err := ReadState(stateDir)
+	d, err := openStateDir(stateDir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	st, err := d.readState()
 	if err != nil {
 		return err
 	}
@@ -366,43 +466,69 @@ func MarkSetupDone(ctx context.Context, stateDir string) error {
 		return err
 	}
 	st.SetupFailures = s.Failures
-	return writeState(stateDir, st)
+	return d.writeState(st)
 }
 
-// Stop stops the agent recorded in stateDir and returns its final
-// statistics.
+// Stop stops the agent recorded in stateDir, removes its state and its key
+// copies, and returns its final statistics. A process that cannot be
+// proven to be the agent is not signalled.
 func Stop(ctx context.Context, stateDir string) (*Stats, error) {
-	st, err := ReadState(stateDir)
+	d, err := openStateDir(stateDir)
 	if err != nil {
 		return nil, err
 	}
-	s, serr := fetchStats(ctx, st)
-	stopAgent(ctx, st)
-	if err := os.Remove(filepath.Join(stateDir, StateFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return s, fmt.Errorf("remove agent state: %w", err)
+	defer d.Close()
+	st, err := d.readState()
+	if err != nil {
+		if errkind.Of(err) == errkind.BadInput && errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		// A malformed state file: still remove the key copies.
+		return nil, errors.Join(err, d.clean(ctx))
 	}
-	return s, serr
+	v, why := verifyAgent(ctx, st)
+	var s *Stats
+	var serr error
+	switch v {
+	case ours:
+		s, serr = fetchStats(ctx, st)
+		stopAgent(ctx, st, nil)
+	case gone:
+		serr = errkind.Mark(errkind.Local, fmt.Errorf("the agent recorded in %s is not running (%s): its state and key copies are removed; start one with 'goproxy-setup run'", d.file(StateFile), why))
+	default:
+		serr = errkind.Mark(errkind.Local, fmt.Errorf("not stopping process %d: %s; the state in %s is removed, the process is left alone", st.PID, why, d.path))
+	}
+	return s, errors.Join(serr, d.clean(ctx))
 }
 
-// stopAgent asks the agent to stop through its admin endpoint (it may run
-// as another user, so a signal from the job's user would not reach it) and
-// falls back to SIGTERM.
-func stopAgent(ctx context.Context, st *State) {
+// stopAgent stops the agent st records, after proving that the process is
+// that agent (verifyAgent): through its admin endpoint (it may run as
+// another user, so a signal from the job's user would not reach it), then
+// SIGTERM if it is still the same process after 5 s. Anything else is
+// left alone.
+func stopAgent(ctx context.Context, st *State, log hclog.Logger) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	if v, why := verifyAgent(ctx, st); v != ours {
+		log.Warn("not signalling the process recorded in the state dir", "pid", st.PID, "reason", why)
+		return
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, st.BaseURL+"/"+proxy.AdminPrefix+"stop", nil)
 	if err == nil {
 		if resp, err := adminClient.Do(req); err == nil {
 			resp.Body.Close()
 		}
 	}
-	if p, err := os.FindProcess(st.PID); err == nil {
-		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) {
-			if p.Signal(syscall.Signal(0)) != nil {
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if t, err := procStartTime(st.PID); err != nil || t != st.StartTime {
+			return
 		}
-		p.Signal(syscall.SIGTERM)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if t, err := procStartTime(st.PID); err == nil && t == st.StartTime {
+		syscall.Kill(st.PID, syscall.SIGTERM)
 	}
 }
 

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/hashicorp/go-hclog"
@@ -35,17 +34,23 @@ func planSeparation(ctx context.Context, pol *policies.Policy, stateDir, private
 		if err != nil {
 			return sep, fmt.Errorf("agent user: %w", err)
 		}
-		abs, err := filepath.Abs(stateDir)
+		d, err := openStateDir(stateDir)
 		if err != nil {
 			return sep, err
 		}
+		defer d.Close()
 		// The agent user must reach its private directory inside the
-		// job's state dir: traversable, not listable.
-		if err := os.Chmod(abs, 0o711); err != nil && mode == privilege.Root {
+		// job's state dir: traversable, not listable. fchmod on the
+		// directory opened without following links: never a link's
+		// target.
+		if err := d.chmod(0o711); err != nil && mode == privilege.Root {
 			return sep, fmt.Errorf("state dir: %w", err)
 		}
+		if err := d.checkPrivate(); err != nil {
+			return sep, err
+		}
 		sep.user, sep.sudo = u.Name, mode == privilege.Sudo
-		sep.privateDir = filepath.Join(abs, "private")
+		sep.privateDir = d.file(PrivateDirName)
 		if privateDir != "" {
 			if sep.privateDir, err = filepath.Abs(privateDir); err != nil {
 				return sep, err
@@ -57,25 +62,17 @@ func planSeparation(ctx context.Context, pol *policies.Policy, stateDir, private
 }
 
 // DropTo is what the agent process does after binding its listener when
-// started with a user to run as: prepare the private directory (0700, the
-// user's), write the client identity there (0600), and drop privileges for
-// good. It fails closed.
-func DropTo(ctx context.Context, userName, privateDir string, certPEM, keyPEM []byte) error {
+// started with a user to run as: take custody of the handoff's identity in
+// the private directory (privilege.TakeCustody: 0700 dir, 0600 files, the
+// user's) and drop privileges for good. It fails closed.
+func DropTo(ctx context.Context, userName, privateDir string, s *privilege.Secrets) error {
 	u, err := privilege.EnsureUser(ctx, userName, 0)
 	if err != nil {
 		return fmt.Errorf("agent user: %w", err)
 	}
 	if privateDir != "" {
-		if err := privilege.PrepareDir(privateDir, u); err != nil {
+		if err := privilege.TakeCustody(privateDir, s, u); err != nil {
 			return err
-		}
-		if len(keyPEM) > 0 {
-			if err := privilege.WriteFile(privateDir, "client.key", keyPEM, u); err != nil {
-				return err
-			}
-			if err := privilege.WriteFile(privateDir, "client.crt", certPEM, u); err != nil {
-				return err
-			}
 		}
 	}
 	return privilege.Drop(u)

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,67 +23,6 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
 
-// Handoff is what the bootstrap hands the agent process on its stdin: the
-// capability token and the client identity, read before any privilege drop
-// and never written to disk or to the environment. Its String method
-// redacts everything.
-type Handoff struct {
-	Token   string `json:"token"`
-	CertPEM []byte `json:"cert_pem,omitempty"`
-	KeyPEM  []byte `json:"key_pem,omitempty"`
-	// Env carries the network settings the agent needs from the job's
-	// environment (HTTP(S)_PROXY, NO_PROXY, SSL_CERT_*): sudo resets the
-	// environment, and a proxy URL may hold credentials, so they travel
-	// here rather than on a command line.
-	Env map[string]string `json:"env,omitempty"`
-}
-
-// handoffEnv are the variables Handoff.Env carries.
-var handoffEnv = []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"}
-
-// NetworkEnv returns the job's network settings for Handoff.Env.
-func NetworkEnv() map[string]string {
-	m := map[string]string{}
-	for _, k := range handoffEnv {
-		if v, ok := os.LookupEnv(k); ok {
-			m[k] = v
-		}
-	}
-	return m
-}
-
-// ApplyEnv sets the handoff's network settings in the agent's environment;
-// call it before any upstream request.
-func (h Handoff) ApplyEnv() error {
-	for _, k := range handoffEnv {
-		if v, ok := h.Env[k]; ok {
-			if err := os.Setenv(k, v); err != nil {
-				return fmt.Errorf("apply %s from the handoff: %w", k, err)
-			}
-		}
-	}
-	return nil
-}
-
-// String redacts the handoff.
-func (Handoff) String() string { return "agent.Handoff{(redacted)}" }
-
-// GoString redacts the handoff.
-func (h Handoff) GoString() string { return h.String() }
-
-// ReadHandoff reads a Handoff from r (the agent's stdin) until EOF.
-func ReadHandoff(r io.Reader) (Handoff, error) {
-	var h Handoff
-	b, err := io.ReadAll(io.LimitReader(r, 1<<20))
-	if err != nil {
-		return h, fmt.Errorf("read handoff: %w", err)
-	}
-	if err := json.Unmarshal(b, &h); err != nil {
-		return h, errors.New("read handoff: malformed (start the agent through 'goproxy-setup run')")
-	}
-	return h, nil
-}
-
 // ServeConfig configures Serve, the agent process.
 type ServeConfig struct {
 	// Policy is the effective policy (policies.Resolve: --upstream is
@@ -103,6 +41,16 @@ type ServeConfig struct {
 	Listen string
 	// Token is the capability token (proxy.NewToken).
 	Token string
+	// Nonce, when set, is echoed (with the process id) by the identity
+	// admin endpoint, so that 'stop' and 'run' signal only this agent.
+	Nonce string
+	// PeerCheck serves only JobUID and root: each connection's peer uid is
+	// looked up in /proc/net/tcp{,6}, others are answered 403. Where the
+	// lookup is unavailable the token alone guards the agent (logged once).
+	PeerCheck bool
+	JobUID    int
+	// Limits cap the connections local peers can hold (ConnLimits).
+	Limits ConnLimits
 	// Classify and Diagnose feed the 502/504 bodies (see proxy.Config).
 	Classify func(err error) (layer, remedy string)
 	Diagnose func(ctx context.Context, upstreamURL string) string
@@ -165,14 +113,27 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 			return err
 		}
 	}
+	jobUID := cfg.JobUID
+	if !cfg.PeerCheck {
+		jobUID = unknownUID
+	}
+	g := newGuard(jobUID, cfg.Limits, log.Named("guard"))
 	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler: guardHandler(g, cfg.Token, cfg.Nonce, h),
+		// A GOPROXY request is a short GET without a body (bodies are
+		// refused): bounding its headers in time and size bounds the
+		// request. No ReadTimeout: its deadline stays on the connection
+		// while the handler runs, and the server's background read would
+		// then cancel a long relay (a big module zip) mid-way. No
+		// WriteTimeout either, for the same relay.
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ConnContext:       connContext,
 		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(g.listener(ln)) }()
 	base := "http://" + ln.Addr().String() + "/" + cfg.Token
 	log.Info("agent serving", "addr", ln.Addr().String(), "upstreams", fetcher.String())
 	if cfg.Ready != nil {

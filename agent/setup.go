@@ -9,7 +9,9 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
+	"github.com/goproxy-setup/goproxy-setup/agent/privilege"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
@@ -57,6 +60,10 @@ type Config struct {
 	Executable string
 	// AgentArgs are extra flags for the agent process (log level…).
 	AgentArgs []string
+	// JobUser is the user (name or uid) whose steps use the agent: with
+	// the peer check the agent serves only it and root. Empty: the user
+	// running Setup.
+	JobUser string
 	// AgentUser and AgentUID override the policy's agent user; AgentDir
 	// is the user's private directory (default <StateDir>/private).
 	AgentUser string
@@ -130,10 +137,18 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	res.Upstreams = redact.List(pol.DefaultRoute.List())
 
 	// 2. Identity.
-	if err := os.MkdirAll(res.StateDir, 0o700); err != nil {
-		return res, errkind.Mark(errkind.BadInput, fmt.Errorf("state dir: %w", err))
+	d, err := openStateDir(res.StateDir)
+	if err != nil {
+		return res, err
 	}
-	handoff := Handoff{Env: NetworkEnv()}
+	d.Close()
+	jobUID, err := resolveJobUser(cfg.JobUser)
+	if err != nil {
+		return res, err
+	}
+	// The upstream list may hold a password: it travels in the handoff,
+	// never on the agent's command line.
+	handoff := privilege.Secrets{Env: privilege.NetworkEnv(), Upstream: cfg.Upstream, JobUID: jobUID}
 	if handoff.Token, err = proxy.NewToken(); err != nil {
 		return res, err
 	}
@@ -197,9 +212,6 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 		return res, err
 	}
 	args := []string{"--timeout", cfg.Timeout.String()}
-	if cfg.UpstreamSet {
-		args = append(args, "--upstream", cfg.Upstream)
-	}
 	if sep.privateDir != "" {
 		args = append(args, "--private-dir", sep.privateDir)
 	}
@@ -292,6 +304,22 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Elapsed = time.Since(start)
 	return res, MarkSetupDone(ctx, res.StateDir)
+}
+
+// resolveJobUser returns the uid of the job's user: name is a user name or
+// a numeric uid; empty is the user running this process.
+func resolveJobUser(name string) (int, error) {
+	if name == "" {
+		return os.Getuid(), nil
+	}
+	if uid, err := strconv.Atoi(name); err == nil && uid >= 0 {
+		return uid, nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return -1, errkind.Mark(errkind.BadInput, fmt.Errorf("--job-user %q: %w (give an existing user name or a uid)", name, err))
+	}
+	return strconv.Atoi(u.Uid)
 }
 
 func defaultGoSums(dir string) []string {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/goproxy-setup/goproxy-setup/agent/privilege"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 )
 
@@ -32,7 +33,7 @@ func TestAgentFailedKind(t *testing.T) {
 			if err := os.WriteFile(exe, []byte(script), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			_, err := Start(context.Background(), StartConfig{Executable: exe, StateDir: filepath.Join(dir, "state"), Handoff: Handoff{Token: "t"}})
+			_, err := Start(context.Background(), StartConfig{Executable: exe, StateDir: filepath.Join(dir, "state"), Handoff: privilege.Secrets{Token: "t"}})
 			if err == nil {
 				t.Fatal("Start of an agent that exits succeeded")
 			}

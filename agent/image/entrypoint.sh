@@ -23,6 +23,12 @@ if [ "$#" -eq 0 ]; then
 	exit 2
 fi
 
+# The agent serves only the user that uses it (and root): when the runner
+# will run as $GOPROXY_SETUP_EXEC_AS, that user.
+if [ -n "${GOPROXY_SETUP_EXEC_AS:-}" ] && [ -z "${GOPROXY_SETUP_JOB_USER:-}" ]; then
+	export GOPROXY_SETUP_JOB_USER="$GOPROXY_SETUP_EXEC_AS"
+fi
+
 set -a # export every variable that `run` prints
 eval "$(/usr/local/bin/goproxy-setup run --format shell)"
 set +a

@@ -1,9 +1,11 @@
 // Package privilege owns least privilege and key custody for goproxy-setup:
 // whether the bootstrap can become root at all (Detect), the dedicated
 // unprivileged agent user (EnsureUser), the agent's private directory and
-// key file (PrepareDir, WriteFile), handing the client key and enrolment
-// token to the agent over a pipe rather than the environment or a
-// world-readable file (WriteSecrets, ReadSecrets), the agent's irreversible
+// key file (PrepareDir, WriteFile, TakeCustody, ReleaseCustody), the one
+// handoff of everything secret (key, capability token, upstream list, proxy
+// settings) to the agent over a pipe rather than the environment, the
+// command line or a world-readable file (Secrets, WriteSecrets,
+// ReadSecrets), the agent's irreversible
 // privilege drop with its verification (Drop, StartNoNewPrivs), and the
 // summary line that says what was done or warns that the job runs
 // unseparated (Report).
@@ -12,10 +14,10 @@
 //
 //	bootstrap (job user or root)          agent (started as root)
 //	mode := Detect(ctx)                   s, _ := ReadSecrets(os.Stdin)
-//	u, _ := EnsureUser(ctx, name, uid)    PrepareDir(dir, u); WriteFile(dir, "client.key", s.KeyPEM, u)
+//	u, _ := EnsureUser(ctx, name, uid)    TakeCustody(dir, &s, u)
 //	start agent as root (StartNoNewPrivs   ln := listen on 127.0.0.1
 //	  when root; "sudo -n" when Sudo),    Drop(u)  // fail closed: exit on error
-//	  WriteSecrets to its stdin           serve
+//	  WriteSecrets to its stdin           serve; ReleaseCustody(dir) on exit
 //
 // Threat model: docs/threat-model.md.
 package privilege

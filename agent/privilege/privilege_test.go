@@ -79,7 +79,7 @@ func TestFreeSystemID(t *testing.T) {
 func TestSecretsRedaction(t *testing.T) {
 	t.Parallel()
 	const canary = "canary-s3cr3t-4242"
-	s := Secrets{CertPEM: []byte("cert"), KeyPEM: []byte("key " + canary), Token: "tok " + canary}
+	s := Secrets{CertPEM: []byte("cert"), KeyPEM: []byte("key " + canary), Token: "tok " + canary, Upstream: "https://u:" + canary + "@proxy.corp", Env: map[string]string{"HTTPS_PROXY": "http://u:" + canary + "@p:3128"}, Nonce: canary}
 	var logBuf bytes.Buffer
 	hclog.New(&hclog.LoggerOptions{Output: &logBuf, JSONFormat: true}).Info("x", "secrets", s)
 	hclog.New(&hclog.LoggerOptions{Output: &logBuf}).Info("x", "secrets", s, "ptr", &s)
@@ -109,7 +109,7 @@ func TestSecretsRedaction(t *testing.T) {
 
 func TestSecretsRoundTrip(t *testing.T) {
 	t.Parallel()
-	want := Secrets{CertPEM: []byte("cert\n"), KeyPEM: []byte("key\x00\xff"), Token: "tok"}
+	want := Secrets{CertPEM: []byte("cert\n"), KeyPEM: []byte("key\x00\xff"), Token: "tok", Upstream: "https://u:pw@proxy.corp", Env: map[string]string{"NO_PROXY": "corp"}, Nonce: "n", JobUID: 1234}
 	var b bytes.Buffer
 	if err := WriteSecrets(&b, want); err != nil {
 		t.Fatal(err)
@@ -117,6 +117,12 @@ func TestSecretsRoundTrip(t *testing.T) {
 	got, err := ReadSecrets(&b)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got.Upstream != want.Upstream || got.Env["NO_PROXY"] != "corp" || got.Nonce != want.Nonce || got.JobUID != want.JobUID {
+		t.Errorf("ReadSecrets(WriteSecrets(s)): upstream/env/nonce/uid %d/%v/%d/%d bytes, want %d/%v/%d/%d", len(got.Upstream), len(got.Env), len(got.Nonce), got.JobUID, len(want.Upstream), len(want.Env), len(want.Nonce), want.JobUID)
+	}
+	if legacy, err := ReadSecrets(strings.NewReader(`{"token":"t"}`)); err != nil || legacy.JobUID != -1 {
+		t.Errorf("ReadSecrets without job_uid: JobUID %d, %v; want -1 (unknown: no peer check)", legacy.JobUID, err)
 	}
 	if !bytes.Equal(got.CertPEM, want.CertPEM) || !bytes.Equal(got.KeyPEM, want.KeyPEM) || got.Token != want.Token {
 		t.Errorf("ReadSecrets(WriteSecrets(s)): got %d/%d/%d bytes, want %d/%d/%d", len(got.CertPEM), len(got.KeyPEM), len(got.Token), len(want.CertPEM), len(want.KeyPEM), len(want.Token))
@@ -497,5 +503,27 @@ func TestLookupUser(t *testing.T) {
 	u, err := LookupUser("daemon")
 	if err != nil || u.UID != 1 {
 		t.Errorf("LookupUser(daemon) = %v, %v; want uid 1", u, err)
+	}
+}
+
+// TestHandoffCarriesNetworkEnv: the proxy settings reach an agent started
+// through sudo (which resets the environment) on the handoff pipe.
+func TestHandoffCarriesNetworkEnv(t *testing.T) {
+	t.Setenv("HTTPS_PROXY", "http://user:CANARY-pw@127.0.0.1:3128")
+	t.Setenv("NO_PROXY", "corp.example")
+	h := Secrets{Token: "t", Env: NetworkEnv()}
+	if h.Env["HTTPS_PROXY"] == "" || h.Env["NO_PROXY"] != "corp.example" {
+		t.Fatalf("NetworkEnv = %v, want HTTPS_PROXY and NO_PROXY", h.Env)
+	}
+	if strings.Contains(fmt.Sprintf("%v %#v", h, h), "CANARY") {
+		t.Errorf("formatted handoff leaks the proxy credentials")
+	}
+	t.Setenv("HTTPS_PROXY", "")
+	t.Setenv("NO_PROXY", "")
+	if err := h.ApplyEnv(); err != nil {
+		t.Fatal(err)
+	}
+	if got := os.Getenv("HTTPS_PROXY"); got != "http://user:CANARY-pw@127.0.0.1:3128" {
+		t.Errorf("after ApplyEnv HTTPS_PROXY = %q", got)
 	}
 }

@@ -6,38 +6,56 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 )
 
-// maxSecrets bounds what ReadSecrets accepts: a certificate chain, a key and
-// a token are a few kilobytes.
+// maxSecrets bounds what ReadSecrets accepts: a certificate chain, a key, a
+// token, an upstream list and a few proxy settings are a few kilobytes.
 const maxSecrets = 1 << 20
 
-// Secrets is the material the agent needs and the job must never see: the
-// client certificate chain, its private key and the enrolment token. It is
-// handed from the bootstrap to the agent over a pipe (WriteSecrets on the
-// parent's end, ReadSecrets on the agent's stdin), never through the
-// environment (readable in /proc/<pid>/environ by the process's own user and
-// inherited by children) or a file outside the agent's private directory.
+// Secrets is the handoff: everything the bootstrap gives the agent process
+// that must not appear on a command line (ps shows argv to every local
+// user), in the environment (readable in /proc/<pid>/environ and inherited
+// by children) or in a file outside the agent's private directory. It
+// travels once over the agent's stdin pipe (WriteSecrets on the parent's
+// end, ReadSecrets on the agent's), read before any privilege drop.
 //
 // Every way of printing a Secrets value redacts it: String, GoString, all
-// fmt verbs, encoding/json and log/slog show only the sizes.
+// fmt verbs, encoding/json and log/slog show only sizes and presence.
 type Secrets struct {
 	// CertPEM is the client certificate and its chain (not secret, but kept
 	// with the key).
 	CertPEM []byte
 	// KeyPEM is the client certificate's private key.
 	KeyPEM []byte
-	// Token is the one-time enrolment token, when the agent enrols or renews
-	// itself.
+	// Token is the agent's capability token (the secret path segment of
+	// GOPROXY).
 	Token string
+	// Upstream is the upstream list in GOPROXY syntax (--upstream); its
+	// URLs may carry a user and password. Empty: the policy's default route.
+	Upstream string
+	// Env carries the job's network settings (HTTP(S)_PROXY, NO_PROXY,
+	// SSL_CERT_*): sudo resets the environment, and a proxy URL may hold
+	// credentials.
+	Env map[string]string
+	// Nonce identifies this agent: its admin endpoint echoes it, so that
+	// 'stop' and 'run' signal only a process proven to be this agent.
+	Nonce string
+	// JobUID is the uid that ran the bootstrap: with the peer check, the
+	// agent serves only it and root. -1: unknown (token only).
+	JobUID int
 }
 
 // wire is the JSON form on the pipe; Secrets itself never marshals its
 // contents.
 type wire struct {
-	CertPEM []byte `json:"cert_pem,omitempty"`
-	KeyPEM  []byte `json:"key_pem,omitempty"`
-	Token   string `json:"token,omitempty"`
+	CertPEM  []byte            `json:"cert_pem,omitempty"`
+	KeyPEM   []byte            `json:"key_pem,omitempty"`
+	Token    string            `json:"token,omitempty"`
+	Upstream string            `json:"upstream,omitempty"`
+	Env      map[string]string `json:"env,omitempty"`
+	Nonce    string            `json:"nonce,omitempty"`
+	JobUID   int               `json:"job_uid"`
 }
 
 // WriteSecrets writes s to w as one JSON object. The caller closes w (the
@@ -66,7 +84,7 @@ func ReadSecrets(r io.Reader) (Secrets, error) {
 	if len(b) > maxSecrets {
 		return Secrets{}, fmt.Errorf("read secrets: more than %d bytes", maxSecrets)
 	}
-	var w wire
+	w := wire{JobUID: -1}
 	if err := json.Unmarshal(b, &w); err != nil {
 		// The decoder's messages can quote a character of the input; say
 		// only where it broke.
@@ -74,28 +92,58 @@ func ReadSecrets(r io.Reader) (Secrets, error) {
 		var te *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &se):
-			return Secrets{}, fmt.Errorf("read secrets: malformed JSON at byte %d of %d", se.Offset, len(b))
+			return Secrets{}, fmt.Errorf("read secrets: malformed JSON at byte %d of %d (start the agent through 'goproxy-setup run')", se.Offset, len(b))
 		case errors.As(err, &te):
 			return Secrets{}, fmt.Errorf("read secrets: field %q has the wrong type", te.Field)
 		}
-		return Secrets{}, errors.New("read secrets: malformed JSON")
+		return Secrets{}, errors.New("read secrets: malformed JSON (start the agent through 'goproxy-setup run')")
 	}
 	return Secrets(w), nil
 }
 
+// handoffEnv are the variables Secrets.Env carries.
+var handoffEnv = []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"}
+
+// NetworkEnv returns the job's network settings for Secrets.Env.
+func NetworkEnv() map[string]string {
+	m := map[string]string{}
+	for _, k := range handoffEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// ApplyEnv sets the handoff's network settings in the agent's environment;
+// call it before any upstream request.
+func (s Secrets) ApplyEnv() error {
+	for _, k := range handoffEnv {
+		if v, ok := s.Env[k]; ok {
+			if err := os.Setenv(k, v); err != nil {
+				return fmt.Errorf("apply %s from the handoff: %w", k, err)
+			}
+		}
+	}
+	return nil
+}
+
 // Zero overwrites the key and drops the references to the secret material.
-// Strings cannot be overwritten in Go; the token is only dropped.
+// Strings cannot be overwritten in Go; they are only dropped.
 func (s *Secrets) Zero() {
 	clear(s.KeyPEM)
-	*s = Secrets{}
+	*s = Secrets{JobUID: -1}
 }
 
 func (s Secrets) redacted() string {
-	tok := "none"
-	if s.Token != "" {
-		tok = "[redacted]"
+	has := func(v string) string {
+		if v == "" {
+			return "none"
+		}
+		return "[redacted]"
 	}
-	return fmt.Sprintf("privilege.Secrets{CertPEM: %d bytes, KeyPEM: [redacted %d bytes], Token: %s}", len(s.CertPEM), len(s.KeyPEM), tok)
+	return fmt.Sprintf("privilege.Secrets{CertPEM: %d bytes, KeyPEM: [redacted %d bytes], Token: %s, Upstream: %s, Env: %d vars [redacted], Nonce: %s, JobUID: %d}",
+		len(s.CertPEM), len(s.KeyPEM), has(s.Token), has(s.Upstream), len(s.Env), has(s.Nonce), s.JobUID)
 }
 
 // String returns a redacted description.

@@ -114,10 +114,9 @@ func agentChild() int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	if err := WriteFile(dir, "client.key", s.KeyPEM, u); err != nil {
-		return fail("%v", err)
-	}
-	if err := WriteFile(dir, "client.crt", s.CertPEM, u); err != nil {
+	// The shipped custody path (agent.DropTo calls it): private dir, key
+	// and certificate copies, key zeroed in memory.
+	if err := TakeCustody(dir, &s, u); err != nil {
 		return fail("%v", err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

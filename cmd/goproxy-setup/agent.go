@@ -11,8 +11,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/goproxy-setup/goproxy-setup/agent"
+	"github.com/goproxy-setup/goproxy-setup/agent/privilege"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
+	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
 
@@ -25,19 +28,34 @@ func (agentCmd) Synopsis() string {
 	return "run the loopback GOPROXY forwarder in the foreground"
 }
 
-func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	var c commonFlags
 	c.register(fs)
 	listen := fs.String("listen", "127.0.0.1:0", "loopback address to listen on")
-	handoffStdin := fs.Bool("handoff-stdin", false, "read the capability token and client identity from stdin (as 'run' passes them)")
-	readyFD := fs.Int("ready-fd", 0, "write 'ready ADDR' to this file descriptor once serving, then close it")
+	handoffStdin := fs.Bool("handoff-stdin", false, "read the capability token, client identity, upstream list and job uid from stdin (as 'run' passes them)")
+	readyFD := fs.Int("ready-fd", 0, "write 'ready ADDR' (or 'fail KIND') to this file descriptor once serving, then close it")
 	runAs := fs.String("run-as", "", "drop privileges to this user after binding the listener (needs root)")
 	privateDir := fs.String("private-dir", "", "with --run-as: the agent user's private directory (0700) for its key")
 	renewURL := fs.String("renew-ca-url", "", "step-ca URL to renew the client certificate with while running")
 	renewFP := fs.String("renew-ca-fingerprint", "", "SHA-256 fingerprint of that step-ca's root")
+	var limits agent.ConnLimits
+	fs.IntVar(&limits.Owner, "max-conns-job", 0, "connections the job's uid and root may hold (0: 1024)")
+	fs.IntVar(&limits.PerPeer, "max-conns-per-peer", 0, "connections each other local uid may hold (0: 16)")
+	fs.IntVar(&limits.Others, "max-conns-others", 0, "connections all other uids together may hold (0: 256)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
+	}
+	ready := false
+	if *readyFD > 0 {
+		// A failure before serving is told to the bootstrap with its kind,
+		// so that it exits with the right code instead of guessing.
+		defer func() {
+			if err != nil && !ready {
+				f := os.NewFile(uintptr(*readyFD), "ready")
+				fmt.Fprintf(f, "%s%s\n", agent.FailPrefix, errkind.Of(err))
+			}
+		}()
 	}
 	log := newLogger("agent", &c, stderr)
 	pol, err := loadPolicy(&c)
@@ -50,17 +68,26 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	var token string
-	var certPEM, keyPEM []byte
+	// Without a handoff the agent runs in the foreground for the user who
+	// started it: that user (and root) is served.
+	h := privilege.Secrets{JobUID: os.Getuid()}
 	if *handoffStdin {
-		h, err := agent.ReadHandoff(os.Stdin)
-		if err != nil {
+		if c.upstream.set {
+			return usageErrorf("--upstream with --handoff-stdin: the upstream list travels in the handoff (it may hold a password, and ps shows the command line to every user)")
+		}
+		if h, err = privilege.ReadSecrets(os.Stdin); err != nil {
 			return err
+		}
+		// The one path from policy to routes: the handed-off list replaces
+		// the default route, as --upstream does (Setup refused an empty one).
+		if h.Upstream != "" {
+			if pol, err = policies.Resolve(c.policy, h.Upstream, true); err != nil {
+				return err
+			}
 		}
 		if err := h.ApplyEnv(); err != nil {
 			return err
 		}
-		token, certPEM, keyPEM = h.Token, h.CertPEM, h.KeyPEM
 		if len(h.CertPEM) > 0 {
 			if id, err = tlsauth.LoadPEM(h.CertPEM, h.KeyPEM); err != nil {
 				return err
@@ -69,8 +96,9 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 	} else if id, _, err = loadIdentity(&commonFlags{clientCert: c.clientCert, clientKey: c.clientKey}); err != nil {
 		return err
 	}
-	if token == "" {
-		if token, err = proxy.NewToken(); err != nil {
+	defer h.Zero()
+	if h.Token == "" {
+		if h.Token, err = proxy.NewToken(); err != nil {
 			return err
 		}
 	}
@@ -86,6 +114,17 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 		urls = append(urls, e.URL)
 	}
 	cache := agent.NewDiagnosisCache(id, roots, log, urls...)
+	token := h.Token
+	if *runAs != "" && *privateDir != "" {
+		// The key copies do not outlive the agent: removed when it stops
+		// (as the agent user, who owns them); 'stop' and the next 'run'
+		// remove what a crash leaves.
+		defer func() {
+			if rerr := privilege.ReleaseCustody(*privateDir); rerr != nil {
+				log.Warn("could not remove the key copies", "error", rerr)
+			}
+		}()
+	}
 	return agent.Serve(ctx, agent.ServeConfig{
 		Policy:    pol,
 		Identity:  id,
@@ -93,6 +132,10 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 		Timeout:   c.timeout,
 		Listen:    *listen,
 		Token:     token,
+		Nonce:     h.Nonce,
+		PeerCheck: h.JobUID >= 0,
+		JobUID:    h.JobUID,
+		Limits:    limits,
 		Classify:  agent.ClassifierWith(id, cache),
 		Diagnose:  cache.Brief,
 		Diagnoses: cache.Briefs,
@@ -100,9 +143,10 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 			if *runAs == "" {
 				return nil
 			}
-			return agent.DropTo(ctx, *runAs, *privateDir, certPEM, keyPEM)
+			return agent.DropTo(ctx, *runAs, *privateDir, &h)
 		},
 		Ready: func(base string) {
+			ready = true
 			if *readyFD > 0 {
 				f := os.NewFile(uintptr(*readyFD), "ready")
 				fmt.Fprintf(f, "ready %s\n", base[len("http://"):len(base)-len(token)-1])

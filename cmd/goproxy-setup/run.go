@@ -32,6 +32,7 @@ type setupFlags struct {
 	agentUser   string
 	agentUID    int
 	agentDir    string
+	jobUser     string
 }
 
 func (s *setupFlags) register(fs *flag.FlagSet) {
@@ -42,6 +43,7 @@ func (s *setupFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.workDir, "working-directory", ".", "directory whose go.sum and go.work.sum are warmed by default")
 	fs.StringVar(&s.agentUser, "agent-user", "", "dedicated user the agent runs as when root is available (default: the policy's, goproxy-agent)")
 	fs.IntVar(&s.agentUID, "agent-uid", 0, "uid for the agent user when it is created (0: the system chooses)")
+	fs.StringVar(&s.jobUser, "job-user", "", "user (name or uid) whose steps use the agent; it serves only that user and root (default: the user running this command)")
 	fs.StringVar(&s.agentDir, "agent-dir", "", "the agent user's private directory for its key (default: <state-dir>/private)")
 }
 
@@ -72,6 +74,7 @@ func (s *setupFlags) config() agent.Config {
 		AgentUser:   s.agentUser,
 		AgentUID:    s.agentUID,
 		AgentDir:    s.agentDir,
+		JobUser:     s.jobUser,
 	}
 }
 

@@ -64,7 +64,8 @@ func TestRunSeparatesTheAgent(t *testing.T) {
 	// the agent's copy of the key is out of the job's reach.
 	stdout, stderr, code := runCLI(t, nil, "run", "--format", "json", "--warm=false",
 		"--upstream", stack.URL, "--client-cert", stack.CertFile, "--client-key", stack.KeyFile,
-		"--ca-cert", stack.CAFile, "--state-dir", state, "--agent-user", "goproxy-agent")
+		"--ca-cert", stack.CAFile, "--state-dir", state, "--agent-user", "goproxy-agent",
+		"--job-user", strconv.Itoa(uid))
 	if code != 0 {
 		t.Fatalf("run exit %d\n%s", code, stderr)
 	}

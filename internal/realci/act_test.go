@@ -50,13 +50,22 @@ func newActRepo(t testing.TB, release []byte) *actRepo {
 	t.Helper()
 	r := &actRepo{dir: filepath.Join(t.TempDir(), "repo"), home: t.TempDir()}
 	realci.CopyRepo(t, testenv.RepoRoot(t), r.dir)
-	testenv.WriteConsumer(t, filepath.Join(r.dir, "consumer"), mods)
+	writeConsumer(t, filepath.Join(r.dir, "consumer"))
 	if release != nil {
 		// The release commit's trust root: the sums and the version.
 		writeFile(t, filepath.Join(r.dir, "checksums", testVersion+".txt"), release)
 		writeFile(t, filepath.Join(r.dir, "checksums", "RELEASE"), []byte(testVersion+"\n"))
 	}
 	return r
+}
+
+// writeConsumer writes a module that requires mods into dir, made first.
+func writeConsumer(t testing.TB, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WriteConsumer(t, dir, mods)
 }
 
 func writeFile(t testing.TB, p string, data []byte) {
@@ -410,7 +419,7 @@ func TestActHostedRunnerShape(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(base) })
 	r := &actRepo{dir: filepath.Join(base, "repo"), home: filepath.Join(base, "home")}
 	realci.CopyRepo(t, testenv.RepoRoot(t), r.dir)
-	testenv.WriteConsumer(t, filepath.Join(r.dir, "consumer"), mods)
+	writeConsumer(t, filepath.Join(r.dir, "consumer"))
 	writeFile(t, filepath.Join(r.dir, "checksums", testVersion+".txt"), sums)
 	writeFile(t, filepath.Join(r.dir, "checksums", "RELEASE"), []byte(testVersion+"\n"))
 	ident := filepath.Join(base, "identity")

@@ -146,7 +146,7 @@ func TestGitLabTemplate(t *testing.T) {
 	}
 
 	project := filepath.Join(t.TempDir(), "project")
-	testenv.WriteConsumer(t, project, mods)
+	writeConsumer(t, project)
 	writeFile(t, filepath.Join(project, "goproxy-setup.gitlab-ci.yml"), pinned)
 	state := t.TempDir()
 	cert, err := os.ReadFile(stack.CertFile)
