@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/actionrun"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/actionrun"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 )
 

@@ -14,7 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/realci"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/realci"
 	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 

@@ -15,7 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/actionrun"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/actionrun"
 	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/realci"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/realci"
 	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
@@ -39,7 +39,7 @@ func stepDurations(log string) map[string]time.Duration {
 // job of a runner without setup-go's cache) and the release install from a
 // loopback releases host. One iteration each is enough:
 //
-//	go test -run '^$' -bench ActionStart -benchtime 1x ./internal/realci
+//	go test -run '^$' -bench ActionStart -benchtime 1x ./internal/testsupport/realci
 func BenchmarkActionStart(b *testing.B) {
 	for _, mode := range []string{"source-cold-gocache", "release-loopback"} {
 		b.Run(mode, func(b *testing.B) {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/realci"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/realci"
 	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/realci"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/realci"
 	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
