@@ -1,14 +1,27 @@
 package realci_test
 
 import (
+	"archive/tar"
+	"bytes"
 	"debug/elf"
 	"encoding/json"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/realci"
 	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
@@ -106,6 +119,101 @@ func TestGoReleaserArchiveInstalls(t *testing.T) {
 		}
 		if f.Section(".symtab") != nil {
 			t.Errorf("the release binary has a symbol table: not stripped (-s -w)")
+		}
+		if runtime.GOARCH == "amd64" {
+			imageFromDist(t, exe, dist)
+		}
+	}
+}
+
+// imageFromDist is the release workflow's image step: the released binary
+// runs `image --binary-dir dist` against a registry on loopback, and the
+// image it pushes carries exactly GoReleaser's linux binary.
+func imageFromDist(t *testing.T, exe, dist string) {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	reg := strings.TrimPrefix(srv.URL, "http://")
+
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct{ name, data string }{
+		{"etc/passwd", "root:x:0:0:root:/root:/bin/bash\nrunner:x:1001:1001::/home/runner:/bin/bash\n"},
+		{"etc/group", "root:x:0:\nrunner:x:1001:\n"},
+	} {
+		tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(f.data))
+	}
+	tw.Close()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := base.ConfigFile()
+	cfg = cfg.DeepCopy()
+	cfg.OS, cfg.Architecture, cfg.Config.User = "linux", "amd64", "runner"
+	if base, err = mutate.ConfigFile(base, cfg); err != nil {
+		t.Fatal(err)
+	}
+	baseRef, err := name.ParseReference(reg + "/base/runner:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(baseRef, base); err != nil {
+		t.Fatal(err)
+	}
+
+	tag := reg + "/goproxy-setup/runner:test"
+	cmd := exec.Command(exe, "image", "--base", baseRef.String(), "--tag", tag, "--binary-dir", dist)
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("image --binary-dir dist: %v\n%s", err, out)
+	}
+	ref, err := name.ParseReference(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatalf("pull %s: %v", tag, err)
+	}
+	want, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := binaryIn(t, layers[len(layers)-1]); !bytes.Equal(got, want) {
+		t.Errorf("the image's usr/local/bin/goproxy-setup (%d bytes) is not GoReleaser's linux/amd64 binary (%d bytes)", len(got), len(want))
+	}
+}
+
+// binaryIn returns usr/local/bin/goproxy-setup from layer l.
+func binaryIn(t *testing.T, l v1.Layer) []byte {
+	t.Helper()
+	rc, err := l.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("the top layer has no usr/local/bin/goproxy-setup: %v", err)
+		}
+		if strings.TrimPrefix(h.Name, "./") == "usr/local/bin/goproxy-setup" {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
 		}
 	}
 }
