@@ -33,7 +33,8 @@ import (
 // to this machine's platform (a build of all five would cost minutes),
 // gives the archive name and checksums.txt that scripts/install.sh
 // fetches and verifies, holding a static, stripped binary that reports the
-// release's version.
+// release's version; and (linux/amd64) the release workflow's image step,
+// `image --binary-dir dist`, pushes an image carrying exactly that binary.
 func TestGoReleaserArchiveInstalls(t *testing.T) {
 	t.Parallel()
 	root := testenv.RepoRoot(t)
