@@ -2,8 +2,8 @@
 // its module proxy — policy, identity, custody and least privilege, the
 // detached loopback agent, the exported environment, warming the module
 // cache, and the report. It only orchestrates; the work is done by the
-// packages below it (proxy, upstream, warm, diagnose, privilege, tlsauth,
-// policies).
+// packages below it: the agent process it starts (agent/server) and proxy,
+// upstream, warm, diagnose, privilege, tlsauth, policies.
 package agent
 
 import (

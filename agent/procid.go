@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
+	"github.com/goproxy-setup/goproxy-setup/agent/server"
 	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
@@ -52,7 +53,7 @@ func procExe(pid int) (string, error) {
 }
 
 // agentIdentity asks the agent at st's address for its nonce and pid.
-func agentIdentity(ctx context.Context, st *State) (*AgentIdentity, error) {
+func agentIdentity(ctx context.Context, st *State) (*server.AgentIdentity, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, st.BaseURL+"/"+proxy.AdminPrefix+"identity", nil)
 	if err != nil {
 		return nil, errors.New("agent state holds a malformed URL")
@@ -65,7 +66,7 @@ func agentIdentity(ctx context.Context, st *State) (*AgentIdentity, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("identity: status %d", resp.StatusCode)
 	}
-	var id AgentIdentity
+	var id server.AgentIdentity
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&id); err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}

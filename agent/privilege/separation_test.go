@@ -114,7 +114,7 @@ func agentChild() int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	// The shipped custody path (agent.DropTo calls it): private dir, key
+	// The shipped custody path (server.DropTo calls it): private dir, key
 	// and certificate copies, key zeroed in memory.
 	if err := TakeCustody(dir, &s, u); err != nil {
 		return fail("%v", err)

@@ -21,7 +21,7 @@ import (
 )
 
 // testClassify is diagnose.Classify with the contract of Config.Classify
-// for answered errors: no hint (agent.Classifier adds the ones a status
+// for answered errors: no hint (server.Classifier adds the ones a status
 // implies, tested in package agent).
 func testClassify(err error) (string, string) {
 	var ue *upstream.Error

@@ -39,7 +39,7 @@ type Config struct {
 	// Upstream serves the forwarded requests.
 	Upstream Fetcher
 	// Classify names the failing layer of an upstream error and one line of
-	// remedy (agent.Classifier); nil reports layer "upstream". For an
+	// remedy (server.Classifier); nil reports layer "upstream". For an
 	// error the upstream answered (upstream.Error.Answered) the remedy is
 	// the hint relayed after the upstream's text, and must be empty unless
 	// the status implies one (never "run diagnose": the network works).

@@ -26,6 +26,7 @@ import (
 
 	"github.com/goproxy-setup/goproxy-setup/agent"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
+	"github.com/goproxy-setup/goproxy-setup/agent/server"
 	"github.com/goproxy-setup/goproxy-setup/internal/modgen"
 	"github.com/goproxy-setup/goproxy-setup/internal/pki"
 	"github.com/goproxy-setup/goproxy-setup/policies"
@@ -50,7 +51,7 @@ const agentBenchUsage = `Usage: goproxy-bench agent [flags]
 Serves generated modules (50 small ones and one with a 10 MB zip) from an
 in-process Go HTTPS server on 127.0.0.1 that requires a client certificate
 (throwaway CA, HTTP/2), starts the agent as a separate process (this
-binary's agent-serve, which runs agent.Serve as 'goproxy-setup agent'
+binary's agent-serve, which runs server.Serve as 'goproxy-setup agent'
 does) with GOMAXPROCS=--cores, and measures in one run:
 
   1. latency, one request at a time, direct (mTLS) vs through the agent,
@@ -541,7 +542,7 @@ func sizeOf(n int) string {
 	return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 }
 
-// agentServe is the agent process the benchmark measures: agent.Serve with
+// agentServe is the agent process the benchmark measures: server.Serve with
 // the given upstream and identity, printing "ready BASEURL" on stdout.
 type agentServe struct{}
 
@@ -576,7 +577,7 @@ func (agentServe) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	return agent.Serve(ctx, agent.ServeConfig{
+	return server.Serve(ctx, server.ServeConfig{
 		Policy:   pol,
 		Identity: id,
 		Roots:    roots,

@@ -13,6 +13,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent"
 	"github.com/goproxy-setup/goproxy-setup/agent/privilege"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
+	"github.com/goproxy-setup/goproxy-setup/agent/server"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/policies"
@@ -39,7 +40,7 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 	privateDir := fs.String("private-dir", "", "with --run-as: the agent user's private directory (0700) for its key")
 	renewURL := fs.String("renew-ca-url", "", "step-ca URL to renew the client certificate with while running")
 	renewFP := fs.String("renew-ca-fingerprint", "", "SHA-256 fingerprint of that step-ca's root")
-	var limits agent.ConnLimits
+	var limits server.ConnLimits
 	fs.IntVar(&limits.Owner, "max-conns-job", 0, "connections the job's uid and root may hold (0: 1024)")
 	fs.IntVar(&limits.PerPeer, "max-conns-per-peer", 0, "connections each other local uid may hold (0: 16)")
 	fs.IntVar(&limits.Others, "max-conns-others", 0, "connections all other uids together may hold (0: 256)")
@@ -113,7 +114,7 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 	for _, e := range upstream.RouteEntries(pol.DefaultRoute, false) {
 		urls = append(urls, e.URL)
 	}
-	cache := agent.NewDiagnosisCache(id, roots, log, urls...)
+	cache := server.NewDiagnosisCache(id, roots, log, urls...)
 	token := h.Token
 	if *runAs != "" && *privateDir != "" {
 		// The key copies do not outlive the agent: removed when it stops
@@ -125,7 +126,7 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 			}
 		}()
 	}
-	return agent.Serve(ctx, agent.ServeConfig{
+	return server.Serve(ctx, server.ServeConfig{
 		Policy:    pol,
 		Identity:  id,
 		Roots:     roots,
@@ -136,14 +137,14 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 		PeerCheck: h.JobUID >= 0,
 		JobUID:    h.JobUID,
 		Limits:    limits,
-		Classify:  agent.ClassifierWith(id, cache),
+		Classify:  server.ClassifierWith(id, cache),
 		Diagnose:  cache.Brief,
 		Diagnoses: cache.Briefs,
 		AfterListen: func() error {
 			if *runAs == "" {
 				return nil
 			}
-			return agent.DropTo(ctx, *runAs, *privateDir, &h)
+			return server.DropTo(ctx, *runAs, *privateDir, &h)
 		},
 		Ready: func(base string) {
 			ready = true

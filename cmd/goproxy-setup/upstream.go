@@ -6,7 +6,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/goproxy-setup/goproxy-setup/agent"
+	"github.com/goproxy-setup/goproxy-setup/agent/server"
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
@@ -52,7 +52,7 @@ func newSource(ctx context.Context, c *commonFlags, logger hclog.Logger) (warm.S
 	if err != nil {
 		return nil, nil, err
 	}
-	f, err := agent.NewFetcher(pol, id, roots, c.timeout, logger)
+	f, err := server.NewFetcher(pol, id, roots, c.timeout, logger)
 	if err != nil {
 		return nil, nil, err
 	}

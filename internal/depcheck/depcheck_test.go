@@ -52,11 +52,13 @@ func rel(p string) string { return strings.TrimPrefix(strings.TrimPrefix(p, mod)
 func layer(p string) int {
 	switch r := rel(p); {
 	case strings.HasPrefix(r, "cmd/") && strings.Contains(r, "/internal/"):
-		return 4 // a command's own library (the demo)
+		return 5 // a command's own library (the demo)
 	case strings.HasPrefix(r, "cmd/"):
-		return 5
+		return 6
 	case r == "agent":
-		return 3
+		return 4
+	case r == "agent/server":
+		return 3 // the agent process: what the bootstrap starts
 	case r == "agent/proxy", r == "agent/warm", r == "agent/ci", r == "agent/image", r == "agent/privilege":
 		return 2
 	case r == "agent/upstream", r == "agent/diagnose":

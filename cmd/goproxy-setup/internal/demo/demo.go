@@ -26,8 +26,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/goproxy-setup/goproxy-setup/agent"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
+	"github.com/goproxy-setup/goproxy-setup/agent/server"
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 	"github.com/goproxy-setup/goproxy-setup/internal/modgen"
 	"github.com/goproxy-setup/goproxy-setup/internal/pki"
@@ -165,19 +165,19 @@ func Run(ctx context.Context, opts Options) (err error) {
 	defer stop()
 	ready := make(chan string, 1)
 	served := make(chan error, 1)
-	cache := agent.NewDiagnosisCache(id, ca.Pool(), log)
+	cache := server.NewDiagnosisCache(id, ca.Pool(), log)
 	pol, err := policies.Resolve("", srv.URL, true)
 	if err != nil {
 		return err
 	}
 	go func() {
-		served <- agent.Serve(actx, agent.ServeConfig{
+		served <- server.Serve(actx, server.ServeConfig{
 			Policy:   pol,
 			Identity: id,
 			Roots:    ca.Pool(),
 			Timeout:  10 * time.Second,
 			Token:    token,
-			Classify: agent.ClassifierWith(id, cache),
+			Classify: server.ClassifierWith(id, cache),
 			Diagnose: cache.Brief,
 			Ready:    func(base string) { ready <- base },
 			Logger:   log,

@@ -1,4 +1,4 @@
-package agent
+package server
 
 import (
 	"bufio"
@@ -25,7 +25,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
-	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 )
 
@@ -435,22 +434,4 @@ func openFDs(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(ents)
-}
-
-// TestAgentFailedKeepsKind: the kind the agent reports on its readiness
-// pipe decides the bootstrap's error kind, whatever its log says.
-func TestAgentFailedKeepsKind(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		ready, log string
-		want       errkind.Kind
-	}{
-		{"fail bad input", "anything", errkind.BadInput},
-		{"fail local fault", "bad input mentioned in the log", errkind.Local},
-		{"", "bad input mentioned in the log", errkind.Other},
-	} {
-		if got := errkind.Of(agentFailed(tc.ready, 1, "/x/agent.log", tc.log)); got != tc.want {
-			t.Errorf("agentFailed(%q, log %q): kind %v, want %v", tc.ready, tc.log, got, tc.want)
-		}
-	}
 }

@@ -1,4 +1,11 @@
-package agent
+// Package server is the agent process: what 'goproxy-setup agent' runs
+// after the bootstrap (package agent) has started it. It owns the loopback
+// listener and who may use it (the peer-uid check and connection caps), the
+// fetcher that routes module paths to their upstream clients, the
+// classification of upstream failures into the layer and fix that cmd/go
+// prints, the cache of background diagnoses, and the privilege drop after
+// binding.
+package server
 
 import (
 	"context"
