@@ -149,6 +149,13 @@ func TestGitLabTemplate(t *testing.T) {
 	writeConsumer(t, project)
 	writeFile(t, filepath.Join(project, "goproxy-setup.gitlab-ci.yml"), pinned)
 	state := t.TempDir()
+	t.Cleanup(func() {
+		// after_script stops each job's agent; if a job died before it,
+		// stop what is left so no agent outlives the test.
+		for _, job := range []string{"build", "own", "fail"} {
+			exec.Command(testenv.Binary(t), "stop", "--state-dir", filepath.Join(state, job)).Run()
+		}
+	})
 	cert, err := os.ReadFile(stack.CertFile)
 	if err != nil {
 		t.Fatal(err)
