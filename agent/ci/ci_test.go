@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/actionrun"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/actionrun"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")

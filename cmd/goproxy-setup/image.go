@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -49,7 +50,7 @@ func (imageCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.StringVar(&flagTag, "tag", "", "reference to push the result to (required)")
 	fs.Var(&flagPlatforms, "platform", "platforms of a multi-platform base to build, os/arch[/variant], comma-separated or repeated (default: all)")
 	fs.StringVar(&flagBinary, "binary", "", "goproxy-setup binary to put in the image (default: this one, for its own platform)")
-	fs.StringVar(&flagBinaryDir, "binary-dir", "", "directory with one binary per platform, named goproxy-setup-OS-ARCH[-VARIANT]")
+	fs.StringVar(&flagBinaryDir, "binary-dir", "", "directory with one binary per platform, named goproxy-setup-OS-ARCH[-VARIANT], or a GoReleaser dist directory (its linux binaries, from artifacts.json)")
 	fs.StringVar(&flagPolicy, "policy", "", "policy file (HCL) to install as the image's default policy (default: built in)")
 	fs.StringVar(&flagAgentUser, "agent-user", image.DefaultAgentUser, "name of the agent user added to the image")
 	fs.IntVar(&flagAgentUID, "agent-uid", 0, "uid of the agent user (0: a system id free in the base)")
@@ -117,8 +118,14 @@ func (imageCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 	return err
 }
 
-// binariesIn maps platforms to the files goproxy-setup-OS-ARCH[-VARIANT] in dir.
+// binariesIn maps platforms to the files goproxy-setup-OS-ARCH[-VARIANT] in
+// dir or, when dir is a GoReleaser dist directory (it has artifacts.json),
+// to the linux binaries GoReleaser built: the image then carries exactly
+// the release's binaries.
 func binariesIn(dir string) (map[string]string, error) {
+	if data, err := os.ReadFile(filepath.Join(dir, "artifacts.json")); err == nil {
+		return goreleaserBinaries(dir, data)
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("--binary-dir: %w", err))
@@ -136,7 +143,37 @@ func binariesIn(dir string) (map[string]string, error) {
 		out[strings.Join(parts, "/")] = filepath.Join(dir, e.Name())
 	}
 	if len(out) == 0 {
-		return nil, errkind.Mark(errkind.BadInput, errors.New("--binary-dir "+dir+" holds no goproxy-setup-OS-ARCH file: build them with CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -o "+dir+"/goproxy-setup-linux-amd64 ./cmd/goproxy-setup"))
+		return nil, errkind.Mark(errkind.BadInput, errors.New("--binary-dir "+dir+" holds no goproxy-setup-OS-ARCH file nor a GoReleaser artifacts.json: build them with CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -o "+dir+"/goproxy-setup-linux-amd64 ./cmd/goproxy-setup"))
+	}
+	return out, nil
+}
+
+// goreleaserBinaries maps linux/ARCH to the goproxy-setup binaries that
+// GoReleaser's artifacts.json (data, in the dist directory dir) lists. Its
+// paths are relative to the project directory, the parent of dist.
+func goreleaserBinaries(dir string, data []byte) (map[string]string, error) {
+	var arts []struct {
+		Type, Path, Goos, Goarch string
+	}
+	if err := json.Unmarshal(data, &arts); err != nil {
+		return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("--binary-dir: %s: not GoReleaser's artifact list: %w", filepath.Join(dir, "artifacts.json"), err))
+	}
+	out := map[string]string{}
+	for _, a := range arts {
+		if a.Type != "Binary" || a.Goos != "linux" || filepath.Base(a.Path) != "goproxy-setup" {
+			continue
+		}
+		p := a.Path
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(filepath.Dir(dir), p)
+		}
+		if _, err := os.Stat(p); err != nil {
+			return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("--binary-dir: %s lists %s: %w", filepath.Join(dir, "artifacts.json"), a.Path, err))
+		}
+		out[a.Goos+"/"+a.Goarch] = p
+	}
+	if len(out) == 0 {
+		return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("--binary-dir: %s lists no linux goproxy-setup binary: build the release with GoReleaser first (goreleaser release --clean)", filepath.Join(dir, "artifacts.json")))
 	}
 	return out, nil
 }

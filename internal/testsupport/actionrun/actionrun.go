@@ -1,7 +1,9 @@
 // Package actionrun runs a composite GitHub Action's steps on this machine
 // the way GitHub's runner does, so tests can prove action.yml by running it:
 // inputs with their defaults, the ${{ }} expressions action.yml uses
-// (inputs.*, github.action_path, github.workspace, runner.temp, env.*,
+// (inputs.*, github.action_path, github.action_ref and
+// github.action_repository (empty, as for a local action), github.workspace,
+// runner.temp, env.*,
 // steps.<id>.outputs.*, and the status functions in `if:`), a fresh
 // GITHUB_ENV, GITHUB_OUTPUT, GITHUB_PATH and GITHUB_STEP_SUMMARY file per
 // step, read back after it as the runner does (NAME=value and NAME<<DELIM
@@ -568,6 +570,10 @@ func (c *exprContext) value(expr string) (string, error) {
 		return v, nil
 	case expr == "github.action_path":
 		return c.actionPath, nil
+	case expr == "github.action_ref", expr == "github.action_repository":
+		// Empty for an action run from a local path, as GitHub's runner
+		// (and act) have it for `uses: ./`.
+		return "", nil
 	case expr == "github.workspace":
 		return c.runner.Workspace, nil
 	case expr == "runner.temp":
@@ -589,7 +595,9 @@ func (c *exprContext) value(expr string) (string, error) {
 }
 
 // condition evaluates a step's `if:`: empty or success() runs only while
-// nothing failed, always() always, failure() only after a failure.
+// nothing failed, always() always, failure() only after a failure, and
+// VALUE == 'literal' (VALUE an expression value() models) while nothing
+// failed.
 func (c *exprContext) condition(cond string, failed bool) (bool, error) {
 	cond = strings.TrimSpace(cond)
 	if m := exprRE.FindStringSubmatch(cond); m != nil && m[0] == cond {
@@ -602,6 +610,17 @@ func (c *exprContext) condition(cond string, failed bool) (bool, error) {
 		return true, nil
 	case "failure()":
 		return failed, nil
+	}
+	// VALUE == 'literal', with an implied success(), as GitHub has it.
+	if lhs, rhs, ok := strings.Cut(cond, "=="); ok {
+		lhs, rhs = strings.TrimSpace(lhs), strings.TrimSpace(rhs)
+		if len(rhs) >= 2 && rhs[0] == '\'' && rhs[len(rhs)-1] == '\'' && !strings.ContainsAny(lhs, " '()") {
+			v, err := c.value(lhs)
+			if err != nil {
+				return false, err
+			}
+			return !failed && v == rhs[1:len(rhs)-1], nil
+		}
 	}
 	return false, fmt.Errorf("condition %q is not modelled by the test runner", cond)
 }

@@ -15,7 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/goproxy-setup/goproxy-setup/internal/actionrun"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/actionrun"
 	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
@@ -414,10 +414,25 @@ func TestActionUsesEnvNotInterpolation(t *testing.T) {
 	if setup == nil {
 		t.Fatal("action.yml has no step with id setup")
 	}
+	// The inputs of the install step reach it under their own names; every
+	// other input reaches the setup step as its GOPROXY_SETUP_* twin.
+	install := map[string]string{"install": "INSTALL", "releases-url": "RELEASES_URL"}
+	var inst *actionrun.Step
+	for i := range a.Runs.Steps {
+		if a.Runs.Steps[i].ID == "install" {
+			inst = &a.Runs.Steps[i]
+		}
+	}
+	if inst == nil {
+		t.Fatal("action.yml has no step with id install")
+	}
 	for name := range a.Inputs {
-		twin := "GOPROXY_SETUP_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-		if got, want := setup.Env[twin], "${{ inputs."+name+" }}"; got != want {
-			t.Errorf("setup step env %s = %q, want %q", twin, got, want)
+		step, env := setup, "GOPROXY_SETUP_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		if v, ok := install[name]; ok {
+			step, env = inst, v
+		}
+		if got, want := step.Env[env], "${{ inputs."+name+" }}"; got != want {
+			t.Errorf("step %s env %s = %q, want %q", step.ID, env, got, want)
 		}
 	}
 }
