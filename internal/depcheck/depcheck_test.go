@@ -70,10 +70,9 @@ func layer(p string) int {
 }
 
 // testSupport reports whether p is a test harness: imported by tests only.
-// internal/actionrun is one too; it is to move under internal/testsupport.
 func testSupport(p string) bool {
 	r := rel(p)
-	return strings.HasPrefix(r, "internal/testsupport/") || r == "internal/actionrun"
+	return strings.HasPrefix(r, "internal/testsupport/")
 }
 
 // leaf reports whether p is an internal leaf utility: under internal/ and
@@ -158,7 +157,8 @@ func TestBinaryDeps(t *testing.T) {
 		"github.com/rhysd/actionlint",
 		"testing",
 		mod + "/internal/testsupport",
-		mod + "/internal/actionrun",
+		"github.com/nektos/act",
+		"github.com/goreleaser/goreleaser",
 	}
 	for _, d := range ps[0].Deps {
 		for _, f := range forbidden {
