@@ -189,7 +189,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	case err := <-served:
 		return fmt.Errorf("demo: agent did not start: %w", err)
 	}
-	fmt.Fprintf(out, "      GOPROXY=%s/<capability token> (the token keeps other local users out; it is never logged)\n", strings.TrimSuffix(base, "/"+token))
+	fmt.Fprintf(out, "      GOPROXY=%s/<capability token> (the token and the peer-uid check keep other local users out; goproxy-setup never logs the token, though cmd/go prints it in its own errors)\n", strings.TrimSuffix(base, "/"+token))
 
 	consumer := filepath.Join(dir, "consumer")
 	if err := os.MkdirAll(consumer, 0o755); err != nil {
@@ -245,7 +245,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 	}
 	o2, err := goCmd(ctx, gobin, consumer, goEnv(dir, filepath.Join(dir, "modcache-3"), base), "mod", "download")
-	fmt.Fprintf(out, "      $ go mod download\n%s", indent(o2))
+	// cmd/go prints the GOPROXY URL, token included, in its own errors; the
+	// demo shows it as step 3 did (the job's logs are masked on GitHub, and
+	// the agent serves only the job's user whoever holds the token).
+	fmt.Fprintf(out, "      $ go mod download\n%s", indent(strings.ReplaceAll(o2, token, "<capability token>")))
 	if err == nil {
 		return errors.New("demo: go mod download succeeded although the upstream rejects the certificate")
 	}
