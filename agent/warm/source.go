@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 )
 
 // Source fetches files of the GOPROXY protocol. Path is relative to the
@@ -102,7 +104,10 @@ func (s HTTPSource) Open(ctx context.Context, path string) (io.ReadCloser, error
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		resp.Body.Close()
-		first, _, _ := strings.Cut(strings.TrimSpace(string(msg)), "\n")
+		first := strings.Join(strings.Fields(string(msg)), " ")
+		if len(first) > maxRelay {
+			first = first[:maxRelay] + "…"
+		}
 		return nil, &HTTPError{Upstream: s.String(), Path: path, StatusCode: resp.StatusCode, Body: first}
 	}
 	return resp.Body, nil
@@ -161,7 +166,7 @@ func isNotFound(err error) bool {
 
 // isTemporary reports whether a retry of the failed fetch may succeed.
 func isTemporary(err error) bool {
-	if isNotFound(err) {
+	if isNotFound(err) || errkind.IsLocalIO(err) || errors.Is(err, context.Canceled) {
 		return false
 	}
 	var tmp interface{ Temporary() bool }
@@ -173,6 +178,9 @@ func isTemporary(err error) bool {
 
 // isNetwork reports whether err is a transport failure or a timeout.
 func isNetwork(err error) bool {
+	if errkind.IsLocalIO(err) {
+		return false
+	}
 	var ne net.Error
 	var he *HTTPError
 	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||

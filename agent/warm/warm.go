@@ -1,22 +1,24 @@
-// Package warm owns warming the Go module cache from go.sum files: it reads
-// go.sum and go.work.sum, fetches every listed .mod, .zip and .info
-// concurrently from a Source (the upstream with the agent's identity and
-// failover, or a running agent), verifies each against its h1 hash, and
-// writes it into GOMODCACHE in exactly cmd/go's layout, holding cmd/go's
-// lock files and renaming complete files into place, so that a concurrent
-// go command or a kill at any moment never sees a corrupt entry and a later
-// `GOPROXY=off go build` needs no network.
+// Package warm owns warming the Go module cache with exactly what cmd/go
+// will read: it loads the module graph of the go.mod (or go.work) next to
+// each go.sum as cmd/go does (graph.go), fetches the .mod files that load
+// reads and the .info, .mod and .zip of every module `go mod download`
+// would download, concurrently from a Source (the upstream with the
+// agent's identity and failover, or a running agent), verifies each
+// against go.sum (verify.go), and writes it into GOMODCACHE in exactly
+// cmd/go's layout, holding cmd/go's lock files and renaming complete files
+// into place (cache.go), so that a concurrent go command or a kill at any
+// moment never sees a corrupt entry and a later `GOPROXY=off go build`
+// needs no network.
 package warm
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/version"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,44 +26,52 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"golang.org/x/mod/modfile"
 	"golang.org/x/mod/module"
 	modzip "golang.org/x/mod/zip"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 )
 
-// DefaultConcurrency is the number of module versions warmed at once when
-// Options.Concurrency is 0. Chosen by measurement, not by GOMAXPROCS
-// (`goproxy-bench warm --fixtures caddy --delays 50ms --modes
-// warm-noextract --sweep 4,8,16,32,64`, 2 cores: 8.2 s at 4, 6.9 s at 8,
-// 6.5 s at 16, 6.3 s at 32, 5.2 s at 64 with 33 MB RSS instead of 24 MB):
-// past 16 the warm is bound by hashing, not by the network.
+// DefaultConcurrency is the number of zips fetched at once (and, apart,
+// of go.mod files) when Options.Concurrency is 0. Chosen by measurement,
+// not by GOMAXPROCS (`goproxy-bench warm --fixtures caddy --delays 50ms
+// --modes warm-noextract --sweep 4,8,16,32,64`, 2 cores: 8.2 s at 4, 6.9 s
+// at 8, 6.5 s at 16, 6.3 s at 32, 5.2 s at 64 with 33 MB RSS instead of
+// 24 MB): past 16 the warm is bound by hashing, not by the network.
 const DefaultConcurrency = 32
 
 // Options configure Run.
 type Options struct {
 	// Source serves the GOPROXY protocol files. Required.
 	Source Source
-	// GoSumFiles are the go.sum / go.work.sum files to read; their lines
-	// are merged and deduplicated. Required. A go.mod (or go.work) next to
-	// each, named as cmd/go names it (go.sum → go.mod, go.work.sum →
-	// go.work, NAME.go.sum → NAME.go.mod), is read for replace directives.
+	// GoSumFiles are the go.sum / go.work.sum files to warm for. Required.
+	// The go.mod (go.sum) or go.work (go.work.sum) next to each, named as
+	// cmd/go names it (NAME.go.sum → NAME.go.mod), is loaded as cmd/go
+	// loads it; a workspace also brings the go.sum of every module it
+	// uses. A go.sum with neither next to it is warmed line by line.
 	GoSumFiles []string
+	// AllGoSum also warms, best-effort, every go.sum line the build does
+	// not need: a 404 or 410 for those is a warning, not a failure.
+	AllGoSum bool
 	// ModCache is the module cache root; empty means `go env GOMODCACHE`.
+	// It must be absolute, as cmd/go requires.
 	ModCache string
-	// Concurrency is the number of module versions warmed at once; 0 means
-	// DefaultConcurrency.
+	// Concurrency is the number of zips (and apart, of go.mod files)
+	// fetched at once; 0 means DefaultConcurrency; negative is bad input.
 	Concurrency int
 	// Extract also writes the extracted, read-only <module>@<version>/
 	// trees; without it the cache holds the download cache only, which
 	// cmd/go extracts on demand.
 	Extract bool
-	// Timeout bounds each fetch attempt; 0 means no bound beyond ctx.
+	// ModCacheRW leaves extracted trees writable, as cmd/go does under
+	// GOFLAGS=-modcacherw. When ModCache is empty it is also set by a
+	// -modcacherw in `go env GOFLAGS`, else by one in $GOFLAGS.
+	ModCacheRW bool
+	// Timeout bounds each fetch attempt; 0 means no bound beyond ctx;
+	// negative is bad input.
 	Timeout time.Duration
 	// Attempts is the number of tries of a fetch that fails temporarily
 	// (network error, timeout, 5xx, truncated body); 0 means 3.
@@ -85,10 +95,15 @@ type Summary struct {
 	// Modules is the number of module versions warmed (hits, fetched and
 	// failed; skipped ones not included).
 	Modules int `json:"modules"`
+	// Zips is the number of module zips among them (the build list part
+	// cmd/go downloads).
+	Zips int `json:"zips"`
 	// Hits is the number of module versions already valid in the cache.
 	Hits int `json:"hits"`
 	// Fetched is the number of module versions that needed a fetch.
 	Fetched int `json:"fetched"`
+	// Failed is the number of module versions that failed (len(Failures)).
+	Failed int `json:"failed"`
 	// Bytes is the number of bytes fetched.
 	Bytes int64 `json:"bytes"`
 	// Seconds is the wall time of the warm.
@@ -103,6 +118,10 @@ type Summary struct {
 	Skipped []Skipped `json:"skipped"`
 	// Failures are the module versions that failed, with the error.
 	Failures []Failure `json:"failures"`
+	// Warnings are problems that do not fail the warm: an optional go.sum
+	// line (AllGoSum) the upstream does not have, a go.mod read without a
+	// go.sum line, a toolchain the go.mod asks for.
+	Warnings []string `json:"warnings"`
 }
 
 // Timing is the time spent on one module version.
@@ -124,13 +143,14 @@ type Skipped struct {
 type Failure struct {
 	Module  string `json:"module"`
 	Version string `json:"version"`
-	// Kind is "integrity", "unreachable" or "other".
+	// Kind is an errkind name: "integrity", "unreachable", "upstream
+	// answered", "local fault" or "other".
 	Kind  string `json:"kind"`
 	Error string `json:"error"`
 }
 
 // MismatchError is a fetched file whose hash differs from go.sum.
-// Nothing is written for the module version.
+// Nothing is written for it.
 type MismatchError struct {
 	Module, Version string
 	// File is "zip" or "go.mod".
@@ -145,19 +165,15 @@ func (e *MismatchError) Error() string {
 		e.Module, e.Version, e.File, e.Where, e.Expected, e.Received)
 }
 
-// item is one module version to warm.
-type item struct {
-	mod    module.Version
-	modSum *Sum // first /go.mod line, if any
-	zipSum *Sum // first zip line, if any
-}
-
-// Run warms opts.ModCache from opts.GoSumFiles. A malformed or unreadable
-// go.sum is a bad-input error and nothing is fetched. Otherwise every
-// module version is attempted; each failure is reported in the Summary and
-// in the returned error (errors.Join; integrity failures first, marked
-// errkind.Integrity, then unreachable ones, marked errkind.Unreachable).
-// The Summary is returned whenever the warm started.
+// Run warms the module cache for opts.GoSumFiles. Bad options, a
+// malformed or unreadable go.sum, go.mod or go.work, and a relative
+// module cache are bad-input errors and nothing is fetched. A fault of the
+// module cache (not writable, disk full) stops the warm with one local
+// fault error naming the path. Otherwise every needed file is attempted;
+// each failed module version is reported in the Summary and in the
+// returned error (errors.Join, marked with its errkind: integrity first,
+// then unreachable, then upstream answered). A cancelled ctx returns one
+// Canceled error. The Summary is returned whenever the warm started.
 func Run(ctx context.Context, opts Options) (*Summary, error) {
 	start := time.Now()
 	if opts.Source == nil {
@@ -166,245 +182,212 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if len(opts.GoSumFiles) == 0 {
 		return nil, errkind.Mark(errkind.BadInput, errors.New("no go.sum file given: name one with --go-sum"))
 	}
+	if opts.Concurrency < 0 {
+		return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("--concurrency %d: pass a positive number of module versions fetched at once, e.g. %d", opts.Concurrency, DefaultConcurrency))
+	}
+	if opts.Timeout < 0 {
+		return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("--timeout %s: pass a positive duration, e.g. 60s", opts.Timeout))
+	}
 	log := opts.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	root := opts.ModCache
+	root, rw := opts.ModCache, opts.ModCacheRW
 	if root == "" {
-		var err error
-		if root, err = goEnvModCache(ctx); err != nil {
+		env, err := goEnv(ctx, "GOMODCACHE", "GOFLAGS")
+		if err != nil {
 			return nil, err
 		}
+		if root = env["GOMODCACHE"]; root == "" {
+			return nil, errkind.Mark(errkind.BadInput, errors.New("go env GOMODCACHE is empty: set GOMODCACHE or GOPATH to an absolute directory"))
+		}
+		rw = rw || hasFlag(env["GOFLAGS"], "-modcacherw")
+	} else {
+		rw = rw || hasFlag(os.Getenv("GOFLAGS"), "-modcacherw")
 	}
-	items, skipped, err := load(opts.GoSumFiles, opts.Skip, log)
+	if !filepath.IsAbs(root) {
+		return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("GOMODCACHE %q is a relative path, which cmd/go refuses too: set it to an absolute directory, e.g. GOMODCACHE=$PWD/%s", root, root))
+	}
+	in, err := readInputs(opts.GoSumFiles, log)
 	if err != nil {
 		return nil, err
 	}
+
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n := cmp.Or(opts.Concurrency, DefaultConcurrency)
 	w := &warmer{
 		root:     root,
 		src:      opts.Source,
 		extract:  opts.Extract,
+		rw:       rw,
 		timeout:  opts.Timeout,
 		attempts: cmp.Or(opts.Attempts, 3),
 		log:      log,
+		skip:     opts.Skip,
+		sums:     in.sums,
 		cpu:      make(chan struct{}, runtime.GOMAXPROCS(0)),
+		zipSem:   make(chan struct{}, n),
+		modSem:   make(chan struct{}, n),
+		recs:     map[module.Version]*record{},
+		mods:     map[module.Version]*modOnce{},
+		zips:     map[module.Version]bool{},
+		cancel:   cancel,
 	}
-	n := cmp.Or(opts.Concurrency, DefaultConcurrency)
-	prog := newProgress(opts.Progress, cmp.Or(opts.ProgressInterval, 5*time.Second), len(items))
-	prog.start()
+	w.prog = newProgress(opts.Progress, cmp.Or(opts.ProgressInterval, 5*time.Second))
+	w.prog.start()
 
-	results := make([]result, len(items))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(n, len(items)) {
-		wg.Go(func() {
-			for i := range next {
-				t0 := time.Now()
-				r := w.warmOne(ctx, items[i], prog)
-				r.dur = time.Since(t0)
-				results[i] = r
-				prog.done()
-			}
-		})
+	for _, p := range in.projects {
+		w.warnToolchain(p)
+		for _, m := range p.speculativeDownloads() {
+			w.startZip(wctx, m, false)
+		}
+		g, err := loadGraph(wctx, p, w.readMod)
+		if err != nil && wctx.Err() == nil {
+			log.Debug("module graph loaded with errors", "file", p.file, "error", err)
+		}
+		for _, m := range g.downloads() {
+			w.startZip(wctx, m, false)
+		}
 	}
-	for i := range items {
-		next <- i
+	for _, s := range in.lineByLine {
+		w.startSum(wctx, s, false)
 	}
-	close(next)
-	wg.Wait()
-	prog.stop()
+	if opts.AllGoSum {
+		for _, s := range in.all {
+			w.startSum(wctx, s, true)
+		}
+	}
+	w.wg.Wait()
+	w.prog.stop()
+	return w.summary(ctx, start, describe(opts.Source))
+}
 
-	sum := &Summary{
-		Modules:  len(items),
-		Upstream: describe(opts.Source),
-		ModCache: root,
-		Skipped:  skipped,
-		Slowest:  []Timing{},
-		Failures: []Failure{},
+// startSum warms the file of one go.sum line.
+func (w *warmer) startSum(ctx context.Context, s *Sum, optional bool) {
+	m := module.Version{Path: s.Path, Version: s.Version}
+	if !s.GoMod {
+		w.startZip(ctx, m, optional)
+		return
 	}
-	if sum.Skipped == nil {
-		sum.Skipped = []Skipped{}
+	w.mu.Lock()
+	_, done := w.mods[m]
+	w.mu.Unlock()
+	if done {
+		return
 	}
+	w.wg.Go(func() {
+		if _, err := w.modFile(ctx, m, optional); err != nil {
+			w.log.Debug("go.mod", "module", m, "error", err)
+		}
+	})
+}
+
+// hasFlag reports whether the GOFLAGS value goflags holds flag.
+func hasFlag(goflags, flag string) bool {
+	for _, f := range strings.Fields(goflags) {
+		if f == flag || f == "-"+flag || strings.HasPrefix(f, flag+"=") && f != flag+"=false" {
+			return true
+		}
+	}
+	return false
+}
+
+// inputs are the parsed go.sum files and the graphs to load.
+type inputs struct {
+	sums     map[string]*Sum // "path@version" and "path@version/go.mod"
+	projects []*project
+	// lineByLine are the lines of go.sum files with no go.mod or go.work
+	// next to them: warmed as listed.
+	lineByLine []*Sum
+	// all are every line, for AllGoSum.
+	all []*Sum
+}
+
+// sumKey is the key of a go.sum line in inputs.sums.
+func sumKey(m module.Version, gomod bool) string {
+	if gomod {
+		return m.Path + "@" + m.Version + "/go.mod"
+	}
+	return m.Path + "@" + m.Version
+}
+
+// readInputs reads the go.sum files, and the go.mod or go.work next to
+// each with the go.sum files a workspace brings. Errors of all files are
+// returned together.
+func readInputs(files []string, log hclog.Logger) (*inputs, error) {
+	in := &inputs{sums: map[string]*Sum{}}
 	var errs []error
-	for i, r := range results {
-		sum.Bytes += r.bytes
-		it := items[i]
-		switch {
-		case r.err != nil:
-			kind := classify(r.err)
-			err := errkind.Mark(kind, fmt.Errorf("%s@%s: %w", it.mod.Path, it.mod.Version, r.err))
-			errs = append(errs, err)
-			sum.Failures = append(sum.Failures, Failure{Module: it.mod.Path, Version: it.mod.Version, Kind: kind.String(), Error: r.err.Error()})
-		case r.fetched:
-			sum.Fetched++
-		default:
-			sum.Hits++
+	seenProject := map[string]bool{}
+	seenSum := map[string]bool{}
+	addSums := func(file string, required bool) []*Sum {
+		abs, _ := filepath.Abs(file)
+		if seenSum[abs] {
+			return nil
 		}
-		sum.Slowest = append(sum.Slowest, Timing{Module: it.mod.Path, Version: it.mod.Version, Seconds: r.dur.Seconds(), Bytes: r.bytes})
-	}
-	slices.SortStableFunc(sum.Slowest, func(a, b Timing) int { return cmp.Compare(b.Seconds, a.Seconds) })
-	sum.Slowest = sum.Slowest[:min(5, len(sum.Slowest))]
-	slices.SortStableFunc(errs, func(a, b error) int { return kindRank(errkind.Of(a)) - kindRank(errkind.Of(b)) })
-	slices.SortStableFunc(sum.Failures, func(a, b Failure) int { return kindRankName(a.Kind) - kindRankName(b.Kind) })
-	sum.Seconds = time.Since(start).Seconds()
-	if err := ctx.Err(); err != nil && len(errs) > 0 {
-		errs = append([]error{fmt.Errorf("warm interrupted: %w", err)}, errs...)
-	}
-	return sum, errors.Join(errs...)
-}
-
-func kindRank(k errkind.Kind) int {
-	switch k {
-	case errkind.Integrity:
-		return 0
-	case errkind.Unreachable:
-		return 1
-	}
-	return 2
-}
-
-func kindRankName(s string) int {
-	for _, k := range []errkind.Kind{errkind.Integrity, errkind.Unreachable} {
-		if k.String() == s {
-			return kindRank(k)
-		}
-	}
-	return 2
-}
-
-// classify returns the kind of a module's failure.
-func classify(err error) errkind.Kind {
-	if k := errkind.Of(err); k != errkind.Other {
-		return k
-	}
-	var me *MismatchError
-	switch {
-	case errors.As(err, &me), errors.Is(err, errZip), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, errTooLarge):
-		return errkind.Integrity
-	case isNotFound(err), isTemporary(err), isNetwork(err):
-		return errkind.Unreachable
-	}
-	return errkind.Other
-}
-
-// describe names the source for the summary.
-func describe(s Source) string {
-	if st, ok := s.(fmt.Stringer); ok {
-		return st.String()
-	}
-	return fmt.Sprintf("%T", s)
-}
-
-// goEnvModCache returns `go env GOMODCACHE`.
-func goEnvModCache(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMODCACHE").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMODCACHE (set the module cache explicitly, or put go on PATH): %w", err)
-	}
-	dir := strings.TrimSpace(string(out))
-	if dir == "" {
-		return "", errkind.Mark(errkind.BadInput, errors.New("go env GOMODCACHE is empty: set GOMODCACHE or GOPATH"))
-	}
-	return dir, nil
-}
-
-// load reads, parses and merges the go.sum files. Parse errors of all
-// files are returned together.
-func load(files []string, skip func(string) (string, bool), log hclog.Logger) ([]*item, []Skipped, error) {
-	if log == nil {
-		log = hclog.NewNullLogger()
-	}
-	var (
-		errs    []error
-		byMod   = map[module.Version]*item{}
-		order   []*item
-		replace []*modfile.Replace
-		where   = map[*modfile.Replace]string{}
-	)
-	for _, file := range files {
+		seenSum[abs] = true
 		data, err := os.ReadFile(file)
 		if err != nil {
-			errs = append(errs, errkind.Mark(errkind.BadInput, fmt.Errorf("read go.sum: %w: name an existing file with --go-sum", err)))
-			continue
+			if required || !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, errkind.Mark(errkind.BadInput, fmt.Errorf("read go.sum: %w: name an existing file with --go-sum", err)))
+			}
+			return nil
 		}
 		sums, err := ParseGoSum(file, data)
 		if err != nil {
 			errs = append(errs, err)
-			continue
+			return nil
 		}
-		for _, r := range companionReplaces(file, log) {
-			replace = append(replace, r)
-			where[r] = companion(file)
-		}
-		for _, s := range sums {
-			mv := module.Version{Path: s.Path, Version: s.Version}
-			it := byMod[mv]
-			if it == nil {
-				it = &item{mod: mv}
-				byMod[mv] = it
-				order = append(order, it)
-			}
-			slot := &it.zipSum
-			if s.GoMod {
-				slot = &it.modSum
-			}
-			switch {
-			case *slot == nil:
-				*slot = &s
-			case (*slot).Hash != s.Hash:
-				// cmd/go checks against the first h1 line it read and
-				// fails on a mismatch, so the first line wins here too.
-				log.Warn("conflicting go.sum lines: the first one is used, as cmd/go does",
-					"module", s.Path, "version", s.Version, "used", (*slot).Where(), "ignored", s.Where())
-			}
-		}
-	}
-	if len(errs) > 0 {
-		return nil, nil, errors.Join(errs...)
-	}
-	var (
-		items   []*item
-		skipped []Skipped
-	)
-	used := map[*modfile.Replace]bool{}
-	reason := func(r *modfile.Replace) string {
-		return fmt.Sprintf("replaced by local directory %s in %s: cmd/go reads it from disk, not from the module cache", r.New.Path, where[r])
-	}
-	for _, it := range order {
-		if r := replacedBy(replace, it.mod); r != nil {
-			used[r] = true
-			skipped = append(skipped, Skipped{Module: it.mod.Path, Version: it.mod.Version, Reason: reason(r)})
-			continue
-		}
-		if skip != nil {
-			if reason, ok := skip(it.mod.Path); ok {
-				skipped = append(skipped, Skipped{Module: it.mod.Path, Version: it.mod.Version, Reason: reason})
+		var out []*Sum
+		for i := range sums {
+			s := &sums[i]
+			k := sumKey(module.Version{Path: s.Path, Version: s.Version}, s.GoMod)
+			if prev := in.sums[k]; prev != nil {
+				if prev.Hash != s.Hash {
+					// cmd/go checks against the first h1 line it read
+					// and fails on a mismatch, so the first line wins.
+					log.Warn("conflicting go.sum lines: the first one is used, as cmd/go does",
+						"module", s.Path, "version", s.Version, "used", prev.Where(), "ignored", s.Where())
+				}
 				continue
 			}
+			in.sums[k] = s
+			in.all = append(in.all, s)
+			out = append(out, s)
 		}
-		items = append(items, it)
+		return out
 	}
-	// A local replacement usually has no go.sum line at all; it is
-	// reported all the same, so that nobody wonders why it was not warmed.
-	for _, r := range replace {
-		if !used[r] {
-			skipped = append(skipped, Skipped{Module: r.Old.Path, Version: r.Old.Version, Reason: reason(r)})
+	for _, file := range files {
+		lines := addSums(file, true)
+		c := companion(file)
+		if c == "" {
+			in.lineByLine = append(in.lineByLine, lines...)
+			continue
 		}
+		if _, err := os.Stat(c); err != nil {
+			log.Warn("no go.mod or go.work next to the go.sum: warming every line of it", "go.sum", file, "missing", c)
+			in.lineByLine = append(in.lineByLine, lines...)
+			continue
+		}
+		abs, _ := filepath.Abs(c)
+		if seenProject[abs] {
+			continue
+		}
+		seenProject[abs] = true
+		p, err := loadProject(c)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, gs := range p.goSums {
+			addSums(gs, false)
+		}
+		in.projects = append(in.projects, p)
 	}
-	// Zips first: the long fetches start early and the many small go.mod
-	// fetches fill the gaps at the end.
-	slices.SortStableFunc(items, func(a, b *item) int {
-		return boolRank(a.zipSum == nil) - boolRank(b.zipSum == nil)
-	})
-	return items, skipped, nil
-}
-
-func boolRank(b bool) int {
-	if b {
-		return 1
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
-	return 0
+	return in, nil
 }
 
 // companion returns the go.mod (or go.work) file that goes with a go.sum.
@@ -419,53 +402,32 @@ func companion(goSum string) string {
 	return ""
 }
 
-// companionReplaces returns the replace directives of goSum's go.mod or
-// go.work whose target is a local directory. A missing or unparsable
-// companion is not an error: cmd/go would report it, warm only warns.
-func companionReplaces(goSum string, log hclog.Logger) []*modfile.Replace {
-	name := companion(goSum)
-	if name == "" {
-		return nil
+// warnToolchain warns when the go or toolchain line asks for a newer Go
+// than this process was built with: cmd/go with GOTOOLCHAIN=auto then
+// downloads golang.org/toolchain, which warm does not fetch (its checksum
+// is in the checksum database, not in go.sum).
+func (w *warmer) warnToolchain(p *project) {
+	want := p.goVersion
+	if p.toolchain != "" {
+		want = strings.TrimPrefix(p.toolchain, "go")
 	}
-	data, err := os.ReadFile(name)
-	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			log.Warn("cannot read the go.mod next to go.sum; replace directives not applied", "file", name, "error", err)
-		}
-		return nil
+	if want == "" || !strings.HasPrefix(runtime.Version(), "go") {
+		return
 	}
-	var reps []*modfile.Replace
-	if filepath.Base(name) == "go.work" {
-		wf, err := modfile.ParseWork(name, data, nil)
-		if err != nil {
-			log.Warn("cannot parse go.work; replace directives not applied", "error", err)
-			return nil
-		}
-		reps = wf.Replace
-	} else {
-		mf, err := modfile.Parse(name, data, nil)
-		if err != nil {
-			log.Warn("cannot parse go.mod; replace directives not applied", "error", err)
-			return nil
-		}
-		reps = mf.Replace
+	if version.Compare("go"+want, version.Lang(runtime.Version())) > 0 && version.Compare("go"+want, runtime.Version()) > 0 {
+		w.warn(fmt.Sprintf("%s asks for Go %s, newer than warm's %s: cmd/go may switch toolchains (GOTOOLCHAIN) and download golang.org/toolchain, which warm does not fetch", p.file, want, runtime.Version()))
 	}
-	var local []*modfile.Replace
-	for _, r := range reps {
-		if r.New.Version == "" {
-			local = append(local, r)
-		}
-	}
-	return local
 }
 
-func replacedBy(reps []*modfile.Replace, mv module.Version) *modfile.Replace {
-	for _, r := range reps {
-		if r.Old.Path == mv.Path && (r.Old.Version == "" || r.Old.Version == mv.Version) {
-			return r
-		}
-	}
-	return nil
+// record is what happened to one module version.
+type record struct {
+	fetched  bool
+	bytes    int64
+	dur      time.Duration
+	zip      bool
+	optional bool
+	err      error
+	skipped  string
 }
 
 // warmer holds what the workers share.
@@ -473,107 +435,330 @@ type warmer struct {
 	root     string
 	src      Source
 	extract  bool
+	rw       bool
 	timeout  time.Duration
 	attempts int
 	log      hclog.Logger
+	skip     func(string) (string, bool)
+	sums     map[string]*Sum
+	prog     *progress
 	// cpu bounds the zips hashed (and extracted) at once to the CPUs:
 	// fetching waits on the network and runs at Concurrency, while
 	// inflating, hashing and creating files is CPU and disk bound, and
 	// more of it at once only adds scheduler and file-system contention.
 	cpu chan struct{}
+	// zipSem and modSem bound the zips and the go.mod files in flight;
+	// apart, so that the small go.mod fetches the graph waits for never
+	// queue behind zips.
+	zipSem, modSem chan struct{}
+	wg             sync.WaitGroup
+	cancel         context.CancelFunc
+
+	mu       sync.Mutex
+	recs     map[module.Version]*record
+	mods     map[module.Version]*modOnce
+	zips     map[module.Version]bool
+	warnings []string
+	localErr error
 }
 
-// hashZip runs hashZip within the CPU bound.
-func (w *warmer) hashZip(ctx context.Context, mod module.Version, zipPath, xdir string) (string, error) {
-	select {
-	case w.cpu <- struct{}{}:
-	case <-ctx.Done():
-		return "", ctx.Err()
+type modOnce struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+func (w *warmer) warn(msg string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !slices.Contains(w.warnings, msg) {
+		w.warnings = append(w.warnings, msg)
+		w.log.Warn(msg)
 	}
-	defer func() { <-w.cpu }()
-	return hashZip(mod, zipPath, xdir)
 }
 
-// result is the outcome for one module version.
-type result struct {
-	fetched bool
-	bytes   int64
-	dur     time.Duration
-	err     error
+// rec returns m's record, creating it.
+func (w *warmer) rec(m module.Version) *record {
+	r := w.recs[m]
+	if r == nil {
+		r = &record{optional: true}
+		w.recs[m] = r
+	}
+	return r
 }
 
-// warmOne warms one module version under cmd/go's version lock: the .mod,
-// and for a zip line the .zip (verified, and extracted when asked) and the
-// .info, fetched concurrently.
-func (w *warmer) warmOne(ctx context.Context, it *item, prog *progress) result {
-	e, err := newEntry(w.root, it.mod)
+// note records the outcome of one part of m's warm.
+func (w *warmer) note(m module.Version, optional bool, fetched bool, n int64, d time.Duration, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := w.rec(m)
+	r.optional = r.optional && optional
+	r.fetched = r.fetched || fetched
+	r.bytes += n
+	r.dur = max(r.dur, d)
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+	if err != nil && w.localErr == nil && classify(err) == errkind.Local {
+		// The cache itself is at fault (not writable, disk full): every
+		// other module would fail alike, so stop with one error.
+		w.localErr = err
+		w.cancel()
+	}
+}
+
+// skipped reports whether m is skipped, recording why.
+func (w *warmer) skipped(m module.Version) bool {
+	if w.skip == nil {
+		return false
+	}
+	reason, ok := w.skip(m.Path)
+	if ok {
+		w.mu.Lock()
+		r := w.rec(m)
+		r.skipped = reason
+		w.mu.Unlock()
+	}
+	return ok
+}
+
+// errSkipped is the graph's error for a go.mod of a skipped module that is
+// not in the cache.
+var errSkipped = errors.New("skipped")
+
+// readMod is the graph's modReader.
+func (w *warmer) readMod(ctx context.Context, m module.Version) ([]byte, error) {
+	return w.modFile(ctx, m, false)
+}
+
+// modFile returns m's go.mod: from the cache when it matches go.sum, else
+// fetched, verified and written. Each module version is done once.
+func (w *warmer) modFile(ctx context.Context, m module.Version, optional bool) ([]byte, error) {
+	w.mu.Lock()
+	mo := w.mods[m]
+	if mo != nil {
+		w.mu.Unlock()
+		select {
+		case <-mo.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if !optional {
+			w.note(m, false, false, 0, 0, nil)
+		}
+		return mo.data, mo.err
+	}
+	mo = &modOnce{done: make(chan struct{})}
+	w.mods[m] = mo
+	w.mu.Unlock()
+	w.prog.addTotal(1)
+	defer w.prog.done()
+	t0 := time.Now()
+	fetched, data, err := w.ensureMod(ctx, m, optional)
+	if err != nil && errors.Is(err, errSkipped) {
+		mo.err = err
+		close(mo.done)
+		return nil, err
+	}
 	if err != nil {
-		return result{err: err}
+		err = fmt.Errorf("go.mod: %w", err)
+	}
+	mo.data, mo.err = data, err
+	close(mo.done)
+	var n int64
+	if fetched {
+		n = int64(len(data))
+	}
+	w.note(m, optional, fetched, n, time.Since(t0), err)
+	return data, err
+}
+
+// ensureMod reads m's cached go.mod, or fetches it.
+func (w *warmer) ensureMod(ctx context.Context, m module.Version, optional bool) (bool, []byte, error) {
+	e, err := newEntry(w.root, m)
+	if err != nil {
+		return false, nil, errkind.Mark(errkind.BadInput, err)
+	}
+	sum := w.sums[sumKey(m, true)]
+	path := e.base + ".mod"
+	if data, err := os.ReadFile(path); err == nil {
+		if sum == nil || goModHash(data) == sum.Hash {
+			return false, data, nil
+		}
+		w.log.Info("replacing a cached go.mod whose hash does not match go.sum", "module", m.Path, "version", m.Version)
+	}
+	if w.skipped(m) {
+		return false, nil, errSkipped
+	}
+	var data []byte
+	err = w.acquire(ctx, w.modSem, func() error {
+		var err error
+		data, err = w.fetchBytes(ctx, e.proxyPath(".mod"), modzip.MaxGoMod)
+		return err
+	})
+	if err != nil {
+		return true, nil, err
+	}
+	if sum == nil {
+		// cmd/go refuses a go.mod without a go.sum line (it would check
+		// the checksum database); the graph uses it, the cache does not
+		// get an unverified file.
+		w.warn(fmt.Sprintf("%s@%s/go.mod has no go.sum line: read for the module graph but not written to the cache (run 'go mod tidy')", m.Path, m.Version))
+		return true, data, nil
+	}
+	if h := goModHash(data); h != sum.Hash {
+		return true, nil, &MismatchError{Module: m.Path, Version: m.Version, File: "go.mod", Expected: sum.Hash, Where: sum.Where(), Received: h}
+	}
+	if err := os.MkdirAll(e.vdir, 0o777); err != nil {
+		return true, nil, err
+	}
+	if err := writeAtomic(path, data); err != nil {
+		return true, nil, err
+	}
+	return true, data, nil
+}
+
+// acquire runs f holding a slot of sem, or returns ctx's error.
+func (w *warmer) acquire(ctx context.Context, sem chan struct{}, f func() error) error {
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-sem }()
+	return f()
+}
+
+// startZip warms m's zip, .info and .mod in the background, once.
+func (w *warmer) startZip(ctx context.Context, m module.Version, optional bool) {
+	w.mu.Lock()
+	if w.zips[m] {
+		if !optional {
+			w.rec(m).optional = false
+		}
+		w.mu.Unlock()
+		return
+	}
+	w.zips[m] = true
+	w.rec(m).zip = true
+	w.mu.Unlock()
+	w.prog.addTotal(1)
+	w.wg.Go(func() {
+		defer w.prog.done()
+		if w.skipped(m) {
+			return
+		}
+		sum := w.sums[sumKey(m, false)]
+		if sum == nil {
+			w.mu.Lock()
+			w.rec(m).skipped = "no go.sum line for its zip: cmd/go checks it against the checksum database; warm writes only what go.sum verifies (run 'go mod tidy')"
+			w.mu.Unlock()
+			return
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { w.modFile(ctx, m, optional) })
+		t0 := time.Now()
+		fetched, n, err := w.warmZip(ctx, m, sum)
+		w.note(m, optional, fetched, n, time.Since(t0), err)
+		wg.Wait()
+	})
+}
+
+// warmZip makes the zip, .ziphash and .info of m valid in the cache (and
+// the extracted tree when asked). A restored cache costs a few stats: a
+// zip whose .ziphash holds go.sum's hash is trusted, as cmd/go trusts it;
+// one whose .ziphash disagrees is never.
+func (w *warmer) warmZip(ctx context.Context, m module.Version, sum *Sum) (bool, int64, error) {
+	e, err := newEntry(w.root, m)
+	if err != nil {
+		return false, 0, errkind.Mark(errkind.BadInput, err)
+	}
+	if w.zipHit(e, sum) {
+		return false, 0, nil
 	}
 	unlock, err := e.lock(ctx)
 	if err != nil {
-		return result{err: fmt.Errorf("take cmd/go's lock: %w", err)}
+		return false, 0, fmt.Errorf("take cmd/go's lock: %w", err)
 	}
 	defer unlock()
 	e.cleanTemps()
-
-	// Every part is fetched and verified before anything is written, so a
-	// failure of any part (a mismatch, a 404) writes nothing for the
-	// module version.
+	if w.zipHit(e, sum) {
+		return false, 0, nil
+	}
 	var (
-		fetched atomic.Bool
-		bytes   atomic.Int64
-		mu      sync.Mutex
-		errs    []error
-		wg      sync.WaitGroup
-		modData []byte
 		info    []byte
-		zi      *zipInstall
+		infoErr error
+		wg      sync.WaitGroup
 	)
-	do := func(what string, f func() (fetched bool, n int64, err error)) {
+	if !validInfoFile(e.base+".info", m.Version) {
 		wg.Go(func() {
-			f, n, err := f()
-			if f {
-				fetched.Store(true)
-			}
-			bytes.Add(n)
-			if err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("%s: %w", what, err))
-				mu.Unlock()
-			}
+			infoErr = w.acquire(ctx, w.modSem, func() error {
+				var err error
+				info, err = w.fetchBytes(ctx, e.proxyPath(".info"), 1<<20)
+				if err == nil {
+					err = validInfo(info, m.Version)
+				}
+				return err
+			})
 		})
 	}
-	do("go.mod", func() (f bool, n int64, err error) {
-		f, modData, err = w.ensureMod(ctx, e, it.modSum, prog)
-		return f, int64(len(modData)), err
-	})
-	if it.zipSum != nil {
-		do("info", func() (f bool, n int64, err error) {
-			f, info, err = w.ensureInfo(ctx, e, prog)
-			return f, int64(len(info)), err
-		})
-		do("zip", func() (f bool, n int64, err error) {
-			f, n, zi, err = w.ensureZip(ctx, e, it.zipSum, prog)
-			return f, n, err
-		})
-	}
+	fetched, n, zi, err := w.ensureZip(ctx, e, sum)
 	wg.Wait()
-	if len(errs) == 0 {
-		if modData != nil {
-			errs = append(errs, writeAtomic(e.base+".mod", modData))
-		}
-		if info != nil {
-			errs = append(errs, writeAtomic(e.base+".info", info))
-		}
-		if zi != nil {
-			errs = append(errs, e.install(zi.tmpZip, zi.xtmp, zi.hash))
-		}
+	if err == nil && infoErr != nil {
+		err = fmt.Errorf("info: %w", infoErr)
+	}
+	if err == nil && info != nil {
+		err = writeAtomic(e.base+".info", info)
+	}
+	if err == nil && zi != nil {
+		err = e.install(zi.tmpZip, zi.xtmp, zi.hash, w.rw)
 	}
 	if zi != nil {
 		zi.cleanup()
 	}
-	return result{fetched: fetched.Load(), bytes: bytes.Load(), err: errors.Join(errs...)}
+	if err != nil && !errors.Is(err, errZip) && !isMismatch(err) {
+		err = fmt.Errorf("zip: %w", err)
+	}
+	return fetched || info != nil, n + int64(len(info)), err
+}
+
+func isMismatch(err error) bool {
+	var me *MismatchError
+	return errors.As(err, &me)
+}
+
+// zipHit reports whether the zip needs nothing: .ziphash equals go.sum's
+// hash, the zip (or a complete extracted tree) is there, the .info is
+// there, and the tree when extracting. Stats only: no hashing.
+func (w *warmer) zipHit(e entry, sum *Sum) bool {
+	zh, err := os.ReadFile(e.base + ".ziphash")
+	if err != nil || strings.TrimSpace(string(zh)) != sum.Hash {
+		return false
+	}
+	if _, err := os.Stat(e.base + ".info"); err != nil {
+		return false
+	}
+	_, zerr := os.Stat(e.base + ".zip")
+	if w.extract {
+		return e.dirComplete()
+	}
+	return zerr == nil || e.dirComplete()
+}
+
+func validInfoFile(path, version string) bool {
+	data, err := os.ReadFile(path)
+	return err == nil && validInfo(data, version) == nil
+}
+
+func validInfo(data []byte, version string) error {
+	var info struct{ Version string }
+	if err := json.Unmarshal(data, &info); err != nil {
+		return errkind.Mark(errkind.Integrity, fmt.Errorf("malformed .info from the upstream: %v", err))
+	}
+	if info.Version != version {
+		return errkind.Mark(errkind.Integrity, fmt.Errorf(".info from the upstream names version %q, want %q", info.Version, version))
+	}
+	return nil
 }
 
 // zipInstall is a verified zip (and extracted tree) waiting to be put in
@@ -594,102 +779,58 @@ func (z *zipInstall) cleanup() {
 	}
 }
 
-// ensureMod checks <v>.mod: kept when its hash matches go.sum (or when
-// go.sum has no /go.mod line for it), else fetched and verified; it
-// returns the data to write, nil for a hit.
-func (w *warmer) ensureMod(ctx context.Context, e entry, sum *Sum, prog *progress) (bool, []byte, error) {
-	path := e.base + ".mod"
-	if data, err := os.ReadFile(path); err == nil {
-		if sum == nil {
-			return false, nil, nil
-		}
-		if h, _ := goModHash(data); h == sum.Hash {
-			return false, nil, nil
-		}
-		w.log.Info("replacing a cached go.mod whose hash does not match go.sum", "module", e.mod.Path, "version", e.mod.Version)
-	}
-	data, err := w.fetchBytes(ctx, e.proxyPath(".mod"), modzip.MaxGoMod, prog)
-	if err != nil {
-		return true, nil, err
-	}
-	if sum != nil {
-		h, err := goModHash(data)
-		if err != nil {
-			return true, nil, err
-		}
-		if h != sum.Hash {
-			return true, nil, &MismatchError{Module: e.mod.Path, Version: e.mod.Version, File: "go.mod", Expected: sum.Hash, Where: sum.Where(), Received: h}
-		}
-	}
-	return true, data, nil
+// hashZip runs hashZip within the CPU bound.
+func (w *warmer) hashZip(ctx context.Context, mod module.Version, zipPath, xdir string) (string, error) {
+	var h string
+	err := w.acquire(ctx, w.cpu, func() error {
+		var err error
+		h, err = hashZip(mod, zipPath, xdir, w.rw)
+		return err
+	})
+	return h, err
 }
 
-// ensureInfo checks <v>.info, a JSON object naming the version; it
-// returns the data to write, nil for a hit.
-func (w *warmer) ensureInfo(ctx context.Context, e entry, prog *progress) (bool, []byte, error) {
-	if data, err := os.ReadFile(e.base + ".info"); err == nil && validInfo(data, e.mod.Version) == nil {
-		return false, nil, nil
-	}
-	data, err := w.fetchBytes(ctx, e.proxyPath(".info"), 1<<20, prog)
-	if err != nil {
-		return true, nil, err
-	}
-	if err := validInfo(data, e.mod.Version); err != nil {
-		return true, nil, err
-	}
-	return true, data, nil
-}
-
-func validInfo(data []byte, version string) error {
-	var info struct{ Version string }
-	if err := json.Unmarshal(data, &info); err != nil {
-		return fmt.Errorf("malformed .info from the upstream: %v", err)
-	}
-	if info.Version != version {
-		return fmt.Errorf(".info from the upstream names version %q, want %q", info.Version, version)
-	}
-	return nil
-}
-
-// ensureZip checks the zip, its .ziphash and (when extracting) the
-// extracted tree. A cached zip is a hit only when .ziphash holds go.sum's
-// hash and the zip's own hash matches it; an extracted tree without a zip
-// is a hit when complete by cmd/go's rules. Anything else is fetched into
-// a temporary file, checked, hashed (and extracted into a temporary
-// directory in the same pass); the returned zipInstall puts it in place.
-func (w *warmer) ensureZip(ctx context.Context, e entry, sum *Sum, prog *progress) (bool, int64, *zipInstall, error) {
-	zipPath, hashPath := e.base+".zip", e.base+".ziphash"
-	zh, _ := os.ReadFile(hashPath)
+// ensureZip, under the lock, keeps a cached zip whose .ziphash matches
+// (extracting it when asked; the extraction hashes it again), or fetches
+// the zip into a temporary file, checks, hashes (and extracts, in the
+// same pass); the returned zipInstall puts it in place.
+func (w *warmer) ensureZip(ctx context.Context, e entry, sum *Sum) (bool, int64, *zipInstall, error) {
+	zipPath := e.base + ".zip"
+	zh, _ := os.ReadFile(e.base + ".ziphash")
 	if strings.TrimSpace(string(zh)) == sum.Hash {
-		dirOK := e.dirComplete()
 		if _, err := os.Stat(zipPath); err == nil {
+			if !w.extract || e.dirComplete() {
+				return false, 0, nil, nil
+			}
 			zi := &zipInstall{hash: sum.Hash}
-			if w.extract && !dirOK {
-				var err error
-				if zi.xtmp, err = e.tempDir(); err != nil {
-					return false, 0, nil, err
-				}
+			var err error
+			if zi.xtmp, err = e.tempDir(); err != nil {
+				return false, 0, nil, err
 			}
 			h, err := w.hashZip(ctx, e.mod, zipPath, zi.xtmp)
 			if err == nil && h == sum.Hash {
-				if zi.xtmp == "" {
-					return false, 0, nil, nil
-				}
 				return false, 0, zi, nil
 			}
 			zi.cleanup()
 			w.log.Info("replacing a cached zip that fails verification", "module", e.mod.Path, "version", e.mod.Version, "hash", h, "error", err)
-		} else if dirOK {
+		} else if e.dirComplete() {
 			return false, 0, nil, nil
 		}
 	}
-
+	if err := os.MkdirAll(e.vdir, 0o777); err != nil {
+		return false, 0, nil, err
+	}
 	f, err := os.CreateTemp(e.vdir, filepath.Base(e.base)+".zip"+tempMarker+"*.tmp")
 	if err != nil {
 		return true, 0, nil, err
 	}
 	zi := &zipInstall{tmpZip: f.Name(), hash: sum.Hash}
-	n, err := w.fetchFile(ctx, e.proxyPath(".zip"), f, prog)
+	var n int64
+	err = w.acquire(ctx, w.zipSem, func() error {
+		var err error
+		n, err = w.fetchFile(ctx, e.proxyPath(".zip"), f)
+		return err
+	})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -711,128 +852,127 @@ func (w *warmer) ensureZip(ctx context.Context, e entry, sum *Sum, prog *progres
 	return true, n, zi, nil
 }
 
-// tempDir creates the temporary directory the zip is extracted into; its
-// name is one cmd/go also cleans up (<dir>.tmp-*, under the lock).
-func (e entry) tempDir() (string, error) {
-	if err := os.MkdirAll(filepath.Dir(e.xdir), 0o777); err != nil {
-		return "", err
+// summary builds the Summary and the error from the records.
+func (w *warmer) summary(ctx context.Context, start time.Time, upstream string) (*Summary, error) {
+	sum := &Summary{
+		Upstream: upstream,
+		ModCache: w.root,
+		Slowest:  []Timing{},
+		Skipped:  []Skipped{},
+		Failures: []Failure{},
+		Warnings: slices.Clone(w.warnings),
 	}
-	return os.MkdirTemp(filepath.Dir(e.xdir), filepath.Base(e.xdir)+".tmp-"+tempMarker[1:]+"*")
-}
-
-// install puts a verified zip (tmpZip; empty when the cached zip is kept)
-// and extracted tree (xtmp; empty for none) in place. Order matters for a
-// kill at any point: a stale tree is marked .partial before it is removed,
-// old .ziphash and zip go before the new .ziphash is written, the new
-// .ziphash before the new zip (cmd/go's order), the tree last, then the
-// .partial marker goes.
-func (e entry) install(tmpZip, xtmp, hash string) error {
-	partial := e.base + ".partial"
-	if _, err := os.Lstat(e.xdir); err == nil && (xtmp != "" || tmpZip != "") {
-		if err := os.WriteFile(partial, nil, 0o666); err != nil {
-			return err
-		}
-		if err := removeTree(e.xdir); err != nil {
-			return fmt.Errorf("remove stale %s: %w", e.xdir, err)
-		}
+	if sum.Warnings == nil {
+		sum.Warnings = []string{}
 	}
-	if tmpZip != "" {
-		for _, p := range []string{e.base + ".ziphash", e.base + ".zip"} {
-			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-		}
-		if err := writeAtomic(e.base+".ziphash", []byte(hash)); err != nil {
-			return err
-		}
-		if err := os.Chmod(tmpZip, 0o644); err != nil {
-			return err
-		}
-		if err := os.Rename(tmpZip, e.base+".zip"); err != nil {
-			return err
-		}
+	mods := make([]module.Version, 0, len(w.recs))
+	for m := range w.recs {
+		mods = append(mods, m)
 	}
-	if xtmp != "" {
-		makeReadOnly(xtmp)
-		if err := os.Rename(xtmp, e.xdir); err != nil {
-			removeTree(xtmp)
-			return err
-		}
-	}
-	if err := os.Remove(partial); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
-// errTooLarge is a body over the protocol's size limits.
-var errTooLarge = errors.New("response too large")
-
-// fetchBytes fetches a small file (.mod, .info) into memory.
-func (w *warmer) fetchBytes(ctx context.Context, path string, limit int64, prog *progress) ([]byte, error) {
-	var buf bytes.Buffer
-	err := w.retry(ctx, path, func(ctx context.Context) error {
-		buf.Reset()
-		rc, err := w.src.Open(ctx, path)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		n, err := buf.ReadFrom(io.LimitReader(prog.reader(rc), limit+1))
-		if err == nil && n > limit {
-			err = fmt.Errorf("%w: more than %d bytes", errTooLarge, limit)
-		}
-		return err
+	slices.SortFunc(mods, func(a, b module.Version) int {
+		return cmp.Or(strings.Compare(a.Path, b.Path), cmpVersion(a.Version, b.Version))
 	})
-	return buf.Bytes(), err
-}
-
-// fetchFile fetches a zip into f, starting over on each attempt.
-func (w *warmer) fetchFile(ctx context.Context, path string, f *os.File, prog *progress) (int64, error) {
-	var n int64
-	err := w.retry(ctx, path, func(ctx context.Context) error {
-		if err := f.Truncate(0); err != nil {
-			return err
+	var errs []error
+	for _, m := range mods {
+		r := w.recs[m]
+		if r.skipped != "" {
+			sum.Skipped = append(sum.Skipped, Skipped{Module: m.Path, Version: m.Version, Reason: r.skipped})
+			continue
 		}
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return err
+		sum.Modules++
+		if r.zip {
+			sum.Zips++
 		}
-		rc, err := w.src.Open(ctx, path)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		n, err = io.Copy(f, io.LimitReader(prog.reader(rc), modzip.MaxZipFile+1))
-		if err == nil && n > modzip.MaxZipFile {
-			err = fmt.Errorf("%w: module zip over %d bytes", errTooLarge, modzip.MaxZipFile)
-		}
-		return err
-	})
-	return n, err
-}
-
-// retry runs f until it succeeds, fails for good, or the attempts are
-// used up, with jittered exponential backoff between attempts.
-func (w *warmer) retry(ctx context.Context, what string, f func(context.Context) error) error {
-	for attempt := 1; ; attempt++ {
-		actx, cancel := ctx, context.CancelFunc(func() {})
-		if w.timeout > 0 {
-			actx, cancel = context.WithTimeout(ctx, w.timeout)
-		}
-		err := f(actx)
-		cancel()
-		if err == nil || ctx.Err() != nil || attempt >= w.attempts || !isTemporary(err) {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				err = fmt.Errorf("truncated body: %w", err)
+		sum.Bytes += r.bytes
+		switch {
+		case r.err != nil && r.optional && isNotFound(r.err):
+			sum.Warnings = append(sum.Warnings, fmt.Sprintf("%s@%s (a go.sum line the build does not need): %v", m.Path, m.Version, r.err))
+			sum.Hits++ // nothing to warm: counted as done
+		case r.err != nil:
+			kind := classify(r.err)
+			if kind == errkind.Canceled || (w.localErr != nil && kind != errkind.Local && ctx.Err() == nil) {
+				continue // the cause is reported once, below
 			}
-			return err
+			if w.localErr != nil && kind == errkind.Local && r.err != w.localErr {
+				continue
+			}
+			msg := describeErr(r.err)
+			errs = append(errs, errkind.Mark(kind, fmt.Errorf("%s@%s: %s", m.Path, m.Version, msg)))
+			sum.Failures = append(sum.Failures, Failure{Module: m.Path, Version: m.Version, Kind: kind.String(), Error: msg})
+		case r.fetched:
+			sum.Fetched++
+		default:
+			sum.Hits++
 		}
-		d := time.Duration(float64(100*time.Millisecond<<(attempt-1)) * (0.5 + rand.Float64()))
-		w.log.Debug("retrying fetch", "path", what, "attempt", attempt, "in", d, "error", err)
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(d):
+		sum.Slowest = append(sum.Slowest, Timing{Module: m.Path, Version: m.Version, Seconds: r.dur.Seconds(), Bytes: r.bytes})
+	}
+	slices.SortStableFunc(sum.Slowest, func(a, b Timing) int { return cmp.Compare(b.Seconds, a.Seconds) })
+	sum.Slowest = sum.Slowest[:min(5, len(sum.Slowest))]
+	slices.SortStableFunc(errs, func(a, b error) int { return kindRank(errkind.Of(a)) - kindRank(errkind.Of(b)) })
+	slices.SortStableFunc(sum.Failures, func(a, b Failure) int { return kindRankName(a.Kind) - kindRankName(b.Kind) })
+	sum.Failed = len(sum.Failures)
+	sum.Seconds = time.Since(start).Seconds()
+	if ctx.Err() != nil {
+		sum.Failures = []Failure{}
+		sum.Failed = 0
+		return sum, errkind.Mark(errkind.Canceled, fmt.Errorf("warm canceled after %.1fs: %w", sum.Seconds, context.Cause(ctx)))
+	}
+	if w.localErr != nil {
+		return sum, errkind.Mark(errkind.Local, localFault(w.root, w.localErr))
+	}
+	return sum, errors.Join(errs...)
+}
+
+// localFault explains a fault of the module cache: what, where, the fix.
+func localFault(root string, err error) error {
+	fix := "make it writable by this user, or point GOMODCACHE at a writable directory"
+	switch {
+	case errors.Is(err, errNoSpace):
+		fix = "free space on its file system, or point GOMODCACHE at a larger one"
+	case errors.Is(err, errReadOnlyFS):
+		fix = "its file system is read-only: point GOMODCACHE at a writable directory"
+	}
+	return fmt.Errorf("module cache %s: %s (a local fault, not the upstream: no network diagnosis): %w", root, fix, err)
+}
+
+func kindRank(k errkind.Kind) int {
+	switch k {
+	case errkind.Integrity:
+		return 0
+	case errkind.Unreachable:
+		return 1
+	case errkind.Answered:
+		return 2
+	}
+	return 3
+}
+
+func kindRankName(s string) int {
+	for _, k := range []errkind.Kind{errkind.Integrity, errkind.Unreachable, errkind.Answered} {
+		if k.String() == s {
+			return kindRank(k)
 		}
 	}
+	return 3
+}
+
+// describe names the source for the summary.
+func describe(s Source) string {
+	if st, ok := s.(fmt.Stringer); ok {
+		return st.String()
+	}
+	return fmt.Sprintf("%T", s)
+}
+
+// goEnv returns the values of `go env NAME...`.
+func goEnv(ctx context.Context, names ...string) (map[string]string, error) {
+	out, err := exec.CommandContext(ctx, "go", append([]string{"env", "-json"}, names...)...).Output()
+	if err != nil {
+		return nil, errkind.Mark(errkind.Local, fmt.Errorf("go env %s (set GOMODCACHE explicitly, or put go on PATH): %w", strings.Join(names, " "), err))
+	}
+	env := map[string]string{}
+	if err := json.Unmarshal(out, &env); err != nil {
+		return nil, fmt.Errorf("go env -json: %w", err)
+	}
+	return env, nil
 }
