@@ -244,10 +244,18 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		}
 		g, err := loadGraph(wctx, p, w.readMod)
 		if err != nil && wctx.Err() == nil {
-			log.Debug("module graph loaded with errors", "file", p.file, "error", err)
+			log.Warn("module graph loaded with errors", "file", p.file, "error", err)
 		}
 		for _, m := range g.downloads() {
 			w.startZip(wctx, m, false)
+		}
+		// `go list -m all` offline needs the .info of every module in
+		// the build list, which `go mod download` leaves out for the
+		// modules it does not download: warm adds those small files.
+		for _, m := range g.buildList() {
+			if a := p.replacement(m); a.Version != "" {
+				w.startInfo(wctx, a)
+			}
 		}
 	}
 	for _, s := range in.lineByLine {
@@ -280,6 +288,49 @@ func (w *warmer) startSum(ctx context.Context, s *Sum, optional bool) {
 		if _, err := w.modFile(ctx, m, optional); err != nil {
 			w.log.Debug("go.mod", "module", m, "error", err)
 		}
+	})
+}
+
+// startInfo fetches m's .info when it is not cached, best-effort.
+func (w *warmer) startInfo(ctx context.Context, m module.Version) {
+	w.mu.Lock()
+	if w.zips[m] {
+		w.mu.Unlock()
+		return
+	}
+	w.zips[m] = true // its .info is taken care of
+	w.mu.Unlock()
+	e, err := newEntry(w.root, m)
+	if err != nil || validInfoFile(e.base+".info", m.Version) {
+		return
+	}
+	if w.skip != nil {
+		if _, ok := w.skip(m.Path); ok {
+			return
+		}
+	}
+	w.prog.addTotal(1)
+	w.wg.Go(func() {
+		defer w.prog.done()
+		t0 := time.Now()
+		var info []byte
+		err := w.acquire(ctx, w.modSem, func() error {
+			var err error
+			if info, err = w.fetchBytes(ctx, e.proxyPath(".info"), 1<<20); err == nil {
+				err = validInfo(info, m.Version)
+			}
+			return err
+		})
+		if err == nil {
+			err = os.MkdirAll(e.vdir, 0o777)
+		}
+		if err == nil {
+			err = writeAtomic(e.base+".info", info)
+		}
+		if err != nil {
+			err = fmt.Errorf("info: %w", err)
+		}
+		w.note(m, true, true, int64(len(info)), time.Since(t0), err)
 	})
 }
 
@@ -358,8 +409,11 @@ func readInputs(files []string, log hclog.Logger) (*inputs, error) {
 		return out
 	}
 	for _, file := range files {
-		lines := addSums(file, true)
 		c := companion(file)
+		// A workspace need not have a go.work.sum: its modules' go.sum
+		// files verify what they use.
+		_, werr := os.Stat(c)
+		lines := addSums(file, !(filepath.Base(file) == "go.work.sum" && werr == nil))
 		if c == "" {
 			in.lineByLine = append(in.lineByLine, lines...)
 			continue
