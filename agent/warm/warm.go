@@ -193,6 +193,9 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		log = hclog.NewNullLogger()
 	}
 	root, rw := opts.ModCache, opts.ModCacheRW
+	if v := os.Getenv("GOMODCACHE"); root == "" && v != "" && !filepath.IsAbs(v) {
+		root = v // refused below, before go env refuses it less clearly
+	}
 	if root == "" {
 		env, err := goEnv(ctx, "GOMODCACHE", "GOFLAGS")
 		if err != nil {

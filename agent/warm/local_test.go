@@ -1,0 +1,125 @@
+package warm
+
+import (
+	"context"
+	"crypto/rand"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+)
+
+// Bad options and a relative module cache are refused before anything is
+// fetched, naming the input.
+func TestRunRefusesBadInput(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testMods)
+	for _, tc := range []struct {
+		name string
+		edit func(*Options)
+		want string
+	}{
+		{"negative concurrency", func(o *Options) { o.Concurrency = -5 }, "--concurrency -5"},
+		{"negative timeout", func(o *Options) { o.Timeout = -5 * time.Second }, "--timeout -5s"},
+		{"relative GOMODCACHE", func(o *Options) { o.ModCache = "rel/modcache" }, `GOMODCACHE "rel/modcache" is a relative path`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			opts := warmOpts(f, newModCache(t), false)
+			tc.edit(&opts)
+			sum, err := Run(t.Context(), opts)
+			if errkind.Of(err) != errkind.BadInput || err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Run = %v (kind %v), want a bad-input error containing %q", err, errkind.Of(err), tc.want)
+			}
+			if sum != nil {
+				t.Errorf("summary %+v, want none: nothing started", sum)
+			}
+		})
+	}
+}
+
+// A module cache that cannot be written is one local fault naming the
+// path and the fix, not one failure per module and not "unreachable".
+func TestRunLocalFaults(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testMods)
+	t.Run("file where the cache dir should be", func(t *testing.T) {
+		t.Parallel()
+		// A file in the way fails for root too, unlike a chmod.
+		file := filepath.Join(t.TempDir(), "modcache")
+		if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		checkLocal(t, f, file, "not a directory")
+	})
+	t.Run("full disk", func(t *testing.T) {
+		t.Parallel()
+		if os.Geteuid() != 0 {
+			t.Skip("mounting a tmpfs needs root; CI runs as root (DESIGN.md), so this runs there")
+		}
+		big := make([]byte, 2<<20) // incompressible: a 2 MB zip
+		rand.Read(big)
+		mods := append([]testenv.Module{{Path: "example.test/big", Version: "v1.0.0", Files: map[string]string{"big.go": "package big\n", "blob.bin": string(big)}}}, testMods[1:]...)
+		fb := newFixture(t, mods)
+		mnt := t.TempDir()
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
+			t.Fatalf("mount tmpfs: %v: %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+		checkLocal(t, fb, mnt, "no space left on device")
+	})
+}
+
+func checkLocal(t *testing.T, f *fixture, modcache, want string) {
+	t.Helper()
+	sum, err := Run(t.Context(), warmOpts(f, modcache, false))
+	if err == nil {
+		t.Fatal("Run succeeded, want a local fault")
+	}
+	if k := errkind.Of(err); k != errkind.Local {
+		t.Errorf("kind = %v, want local fault: %v", k, err)
+	}
+	for _, w := range []string{modcache, want, "not the upstream"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not contain %q", err, w)
+		}
+	}
+	if strings.Count(err.Error(), "\n") > 0 {
+		t.Errorf("error has several lines, want one local fault: %q", err)
+	}
+	if sum == nil {
+		t.Fatal("no summary")
+	}
+}
+
+// A cancelled warm ends promptly with one Canceled error, not a failure
+// per module.
+func TestRunCanceled(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testMods)
+	f.proxy = faultServer(t, f.proxy, func(w http.ResponseWriter, r *http.Request, nth int, body func() []byte) bool {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+		return false
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	t0 := time.Now()
+	opts := warmOpts(f, newModCache(t), false)
+	opts.Concurrency = 1
+	_, err := Run(ctx, opts)
+	if errkind.Of(err) != errkind.Canceled || strings.Contains(err.Error(), "\n") {
+		t.Errorf("Run = %q (kind %v), want one canceled error", err, errkind.Of(err))
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("Run took %v after cancel, want prompt", d)
+	}
+}
