@@ -135,6 +135,19 @@ func TestWarmFetchesWhatGoModDownloadFetches(t *testing.T) {
 			},
 			sums: []string{"go.work.sum"},
 		},
+		{
+			// A module of a workspace: cmd/go uses the go.work above it.
+			name: "workspace via a module's go.sum",
+			files: map[string]string{
+				"go.work":      "go 1.21\n\nuse (\n\t./m1\n\t./m2\n)\n",
+				"m1/go.mod":    "module example.test/m1\n\ngo 1.21\n\nrequire (\n\texample.test/a v1.0.0\n\texample.test/x v1.1.0\n)\n",
+				"m1/go.sum":    string(goSum),
+				"m2/go.mod":    "module example.test/m2\n\ngo 1.21\n\nrequire (\n\texample.test/b v1.1.0\n\texample.test/old v1.0.0\n)\n\nreplace example.test/f => ../local\n",
+				"m2/go.sum":    string(goSum),
+				"local/go.mod": localMod,
+			},
+			sums: []string{"m1/go.sum"},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -175,7 +188,7 @@ func TestWarmFetchesWhatGoModDownloadFetches(t *testing.T) {
 			// Offline, read-only: cmd/go finds everything it needs.
 			off := append(testenv.GoEnv(t, modcache), "GOFLAGS=-modcacherw -mod=readonly")
 			for _, args := range [][]string{{"mod", "download"}, {"list", "-m", "all"}, {"mod", "verify"}} {
-				if tc.name == "workspace" && args[0] == "mod" && args[1] == "verify" {
+				if strings.HasPrefix(tc.name, "workspace") && args[0] == "mod" && args[1] == "verify" {
 					args = []string{"list", "-m", "-json", "all"}
 				}
 				if out, err := testenv.RunGo(t, dir, off, args...); err != nil {

@@ -447,9 +447,16 @@ func readInputs(files []string, log hclog.Logger) (*inputs, error) {
 	return in, nil
 }
 
-// companion returns the go.mod (or go.work) file that goes with a go.sum.
+// companion returns the go.mod (or go.work) file that goes with a go.sum:
+// for a go.sum, the go.work cmd/go would use in its directory (GOWORK, or
+// the first go.work in it or a parent directory), else its go.mod.
 func companion(goSum string) string {
 	dir, base := filepath.Split(goSum)
+	if base == "go.sum" {
+		if w := findGoWork(dir); w != "" {
+			return w
+		}
+	}
 	switch {
 	case base == "go.work.sum":
 		return filepath.Join(dir, "go.work")
@@ -457,6 +464,31 @@ func companion(goSum string) string {
 		return filepath.Join(dir, strings.TrimSuffix(base, ".sum")+".mod")
 	}
 	return ""
+}
+
+// findGoWork returns the go.work cmd/go uses for a module in dir, or "".
+func findGoWork(dir string) string {
+	switch gw := os.Getenv("GOWORK"); gw {
+	case "off":
+		return ""
+	case "":
+	default:
+		return gw
+	}
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return ""
+	}
+	for {
+		if fi, err := os.Stat(filepath.Join(d, "go.work")); err == nil && !fi.IsDir() {
+			return filepath.Join(d, "go.work")
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return ""
+		}
+		d = parent
+	}
 }
 
 // warnToolchain warns when the go or toolchain line asks for a newer Go

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -69,7 +70,7 @@ func (warmBench) Run(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.StringVar(&cacheDir, "cache-dir", filepath.Join(ucd, "goproxy-setup-bench"), "where the primed proxy is kept between runs")
 	fs.StringVar(&workDir, "work-dir", "", "where the cold caches are made (default a temporary directory)")
 	fs.StringVar(&upstream, "upstream", "", "module proxy to prime from (default: the first proxy of `go env GOPROXY`)")
-	fs.StringVar(&modes, "modes", "go,warm,warm-noextract,cp", "what to time: go (go mod download), warm, warm-noextract, cp")
+	fs.StringVar(&modes, "modes", "go,warm,warm-noextract,floor", "what to time: go (go mod download), warm, warm-noextract, floor (CPU to inflate and hash the zips warm-noextract fetched), hit (warm on the warmed cache), cp")
 	fs.StringVar(&sweep, "sweep", "", "also time warm at each of these concurrencies (comma-separated) to choose the default")
 	fs.IntVar(&runs, "runs", 1, "runs of each measurement; the median is reported")
 	fs.IntVar(&concurrency, "concurrency", 0, "warm's --concurrency (0: its default)")
@@ -260,6 +261,21 @@ func (b *bench) measure(ctx context.Context, fx fixture, proxyURL string, d time
 			return rows, err
 		}
 		add(what, s, "go mod download")
+		if !extract && modes["floor"] {
+			f, err := b.median(func() (sample, error) { return b.floor(ctx, keep) })
+			if err != nil {
+				return rows, err
+			}
+			rows = append(rows, row{fixture: fx.name, delay: d, what: "floor: inflate+hash CPU", seconds: f.cpu, cpu: f.cpu, rssMB: f.rssMB, base: what})
+			fmt.Fprintf(b.stderr, "%s %v floor: %.2fs CPU (%.2fs wall) for the zips of %s\n", fx.name, d, f.cpu, f.secs, what)
+		}
+		if !extract && modes["hit"] {
+			h, err := b.median(func() (sample, error) { return b.warmInto(ctx, fx, proxyURL, keep, false, b.concurrency) })
+			if err != nil {
+				return rows, err
+			}
+			add("warm on a restored cache", h, "go mod download")
+		}
 		if modes["cp"] {
 			c, err := b.median(func() (sample, error) { return b.cp(ctx, keep) })
 			if err != nil {
@@ -426,23 +442,91 @@ func (b *bench) warm(ctx context.Context, fx fixture, proxyURL string, extract b
 		return sample{}, "", err
 	}
 	b.trash = append(b.trash, mc)
+	s, err := b.warmInto(ctx, fx, proxyURL, mc, extract, concurrency)
+	return s, mc, err
+}
+
+// floor times, in a child, inflating and hashing every zip under mc's
+// download cache: the CPU floor of a warm that fetched them.
+func (b *bench) floor(ctx context.Context, mc string) (sample, error) {
+	return timed(exec.CommandContext(ctx, b.self, "warm-floor", "--modcache", mc))
+}
+
+// warmInto times a warm into the module cache mc.
+func (b *bench) warmInto(ctx context.Context, fx fixture, proxyURL, mc string, extract bool, concurrency int) (sample, error) {
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, b.self, "warm-child", "--proxy", proxyURL, "--go-sum", fx.goSum, "--modcache", mc,
 		"--extract="+strconv.FormatBool(extract), "--concurrency", strconv.Itoa(concurrency))
 	cmd.Stdout = &out
 	s, err := timed(cmd)
 	if err != nil {
-		return s, mc, err
+		return s, err
 	}
 	var sum warm.Summary
 	if err := json.Unmarshal(out.Bytes(), &sum); err != nil {
-		return s, mc, fmt.Errorf("warm-child output: %w", err)
+		return s, fmt.Errorf("warm-child output: %w", err)
 	}
 	if len(sum.Failures) > 0 {
-		return s, mc, fmt.Errorf("warm failed for %d modules, first: %+v", len(sum.Failures), sum.Failures[0])
+		return s, fmt.Errorf("warm failed for %d modules, first: %+v", len(sum.Failures), sum.Failures[0])
 	}
 	s.modules = sum.Modules
-	return s, mc, nil
+	return s, nil
+}
+
+// warmFloor inflates and hashes every zip of a module cache with
+// GOMAXPROCS workers: nothing else, the floor of a warm's CPU work.
+type warmFloor struct{}
+
+func init() { register(warmFloor{}) }
+
+func (warmFloor) Name() string { return "warm-floor" }
+func (warmFloor) Synopsis() string {
+	return "internal: inflate and hash every zip of a module cache (the warm's CPU floor)"
+}
+
+func (warmFloor) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := flag.NewFlagSet("warm-floor", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	mc := fl.String("modcache", "", "module cache")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	var zips []string
+	filepath.WalkDir(filepath.Join(*mc, "cache", "download"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".zip") {
+			zips = append(zips, p)
+		}
+		return nil
+	})
+	next := make(chan string)
+	errc := make(chan error, runtime.GOMAXPROCS(0))
+	for range runtime.GOMAXPROCS(0) {
+		go func() {
+			var first error
+			for p := range next {
+				f, err := os.Open(p)
+				if err == nil {
+					fi, _ := f.Stat()
+					_, err = warm.HashZip(f, fi.Size())
+					f.Close()
+				}
+				if err != nil && first == nil {
+					first = fmt.Errorf("%s: %w", p, err)
+				}
+			}
+			errc <- first
+		}()
+	}
+	for _, z := range zips {
+		next <- z
+	}
+	close(next)
+	var errs []error
+	for range runtime.GOMAXPROCS(0) {
+		errs = append(errs, <-errc)
+	}
+	fmt.Fprintf(stdout, "%d zips\n", len(zips))
+	return errors.Join(errs...)
 }
 
 // cp times `cp -r` of a cache.
