@@ -16,6 +16,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -698,6 +699,17 @@ func (warmChild) Run(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.IntVar(&concurrency, "concurrency", 0, "concurrency")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if prof := os.Getenv("GOPROXY_BENCH_CPUPROFILE"); prof != "" {
+		f, err := os.Create(prof)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	sum, err := warm.Run(ctx, warm.Options{
 		Source:      warm.HTTPSource{BaseURL: proxy},
