@@ -24,6 +24,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/mod/modfile"
+
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 )
 
@@ -114,6 +116,13 @@ func (warmBench) Run(ctx context.Context, args []string, stdout, stderr io.Write
 	var rows []row
 	for _, name := range strings.Split(fixtures, ",") {
 		fx := fixture{name: name, goSum: filepath.Join(fixturesDir, name+".go.sum"), goMod: filepath.Join(fixturesDir, name+".go.mod")}
+		// Warm reads the go.mod next to the go.sum, with its directory
+		// replacements: a staged copy has them (as stubs).
+		src := filepath.Join(workDir, "src-"+name, "m")
+		if err := stage(fx, src); err != nil {
+			return err
+		}
+		fx.goSum, fx.goMod = filepath.Join(src, "go.sum"), filepath.Join(src, "go.mod")
 		proxyDir := filepath.Join(cacheDir, "proxy")
 		if err := b.prime(ctx, fx, proxyDir, upstream); err != nil {
 			return fmt.Errorf("prime %s: %w", name, err)
@@ -398,6 +407,49 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
+// stage writes the fixture's go.mod and go.sum into dir, and for each
+// replacement by a directory (etcd's ../api) a stub module there, so that
+// cmd/go and warm both find it.
+func stage(fx fixture, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var gomod []byte
+	for src, dst := range map[string]string{fx.goMod: "go.mod", fx.goSum: "go.sum"} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		if dst == "go.mod" {
+			gomod = data
+		}
+		if err := os.WriteFile(filepath.Join(dir, dst), data, 0o644); err != nil {
+			return err
+		}
+	}
+	f, err := modfile.Parse(fx.goMod, gomod, nil)
+	if err != nil {
+		return err
+	}
+	for _, r := range f.Replace {
+		if r.New.Version != "" {
+			continue
+		}
+		d := r.New.Path
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(dir, d)
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+		stub := fmt.Sprintf("module %s\n\ngo %s\n", r.Old.Path, f.Go.Version)
+		if err := os.WriteFile(filepath.Join(d, "go.mod"), []byte(stub), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // goModDownload times `go mod download` in a copy of the fixture's module
 // with a cold GOMODCACHE.
 func (b *bench) goModDownload(ctx context.Context, fx fixture, proxyURL string) (sample, error) {
@@ -406,14 +458,8 @@ func (b *bench) goModDownload(ctx context.Context, fx fixture, proxyURL string) 
 		return sample{}, err
 	}
 	b.trash = append(b.trash, dir)
-	for src, dst := range map[string]string{fx.goMod: "go.mod", fx.goSum: "go.sum"} {
-		data, err := os.ReadFile(src)
-		if err != nil {
-			return sample{}, err
-		}
-		if err := os.WriteFile(filepath.Join(dir, dst), data, 0o644); err != nil {
-			return sample{}, err
-		}
+	if err := stage(fx, dir); err != nil {
+		return sample{}, err
 	}
 	cmd := exec.CommandContext(ctx, b.goBin, "mod", "download")
 	cmd.Dir = dir

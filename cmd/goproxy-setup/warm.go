@@ -106,8 +106,10 @@ func (warmCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return "", false
 		},
 	})
-	if errkind.Of(err) == errkind.Canceled {
-		return err // one line, printed by main; no summary, no diagnosis
+	if k := errkind.Of(err); k == errkind.Canceled || k == errkind.Local {
+		// One line, printed by main: the cause is not per module, and
+		// neither is a network diagnosis.
+		return err
 	}
 	if sum != nil {
 		if jsonOut {
