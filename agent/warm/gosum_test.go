@@ -2,11 +2,12 @@ package warm
 
 import (
 	"fmt"
-	"github.com/hashicorp/go-hclog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/go-hclog"
 
 	"golang.org/x/mod/module"
 

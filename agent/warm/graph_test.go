@@ -1,7 +1,6 @@
 package warm
 
 import (
-	"github.com/hashicorp/go-hclog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
 )
