@@ -59,7 +59,7 @@ func (w *warmer) startInfo(ctx context.Context, m module.Version) {
 		defer w.prog.done()
 		t0 := time.Now()
 		var info []byte
-		err := w.acquire(ctx, w.modSem, func() error {
+		err := w.acquire(ctx, w.infoSem, func() error {
 			var err error
 			if info, err = w.fetchBytes(ctx, e.proxyPath(".info"), 1<<20); err == nil {
 				err = validInfo(info, m.Version)

@@ -231,6 +231,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		cpu:      make(chan struct{}, runtime.GOMAXPROCS(0)),
 		zipSem:   make(chan struct{}, n),
 		modSem:   make(chan struct{}, n),
+		infoSem:  make(chan struct{}, n),
 		fsSem:    make(chan struct{}, runtime.GOMAXPROCS(0)),
 		recs:     map[module.Version]*record{},
 		mods:     map[module.Version]*modOnce{},
@@ -329,14 +330,15 @@ type warmer struct {
 	// inflating, hashing and creating files is CPU and disk bound, and
 	// more of it at once only adds scheduler and file-system contention.
 	cpu chan struct{}
-	// zipSem and modSem bound the zips and the go.mod files in flight;
+	// zipSem, modSem and infoSem bound the zips, the go.mod files and
+	// the .info files of modules not downloaded in flight;
 	// apart, so that the small go.mod fetches the graph waits for never
 	// queue behind zips.
-	zipSem, modSem chan struct{}
-	fsSem          chan struct{}
-	dirs           sync.Map // directories made
-	wg             sync.WaitGroup
-	cancel         context.CancelFunc
+	zipSem, modSem, infoSem chan struct{}
+	fsSem                   chan struct{}
+	dirs                    sync.Map // directories made
+	wg                      sync.WaitGroup
+	cancel                  context.CancelFunc
 
 	mu       sync.Mutex
 	recs     map[module.Version]*record
