@@ -295,16 +295,7 @@ func endpoints(entries []Entry) []string {
 	return out
 }
 
-func defaultGoSums(dir string) []string {
-	var out []string
-	for _, f := range []string{"go.sum", "go.work.sum"} {
-		p := filepath.Join(dir, f)
-		if fi, err := os.Stat(p); err == nil && fi.Size() > 0 {
-			out = append(out, p)
-		}
-	}
-	return out
-}
+func defaultGoSums(dir string) []string { return warm.DefaultGoSums(dir) }
 
 func redactList(entries []Entry) string {
 	var parts []string

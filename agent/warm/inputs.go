@@ -159,3 +159,20 @@ func findGoWork(dir string) string {
 		d = parent
 	}
 }
+
+// DefaultGoSums returns the files to warm for the module or workspace in
+// dir when none are named: the go.work.sum of the workspace cmd/go uses
+// there (GOWORK, or the first go.work in dir or a parent directory; the
+// file need not exist, since the go.sum of every module the workspace
+// uses comes with it), else dir's go.sum when it has lines. Nil when there
+// is nothing to warm.
+func DefaultGoSums(dir string) []string {
+	if w := findGoWork(dir); w != "" {
+		return []string{filepath.Join(filepath.Dir(w), "go.work.sum")}
+	}
+	p := filepath.Join(dir, "go.sum")
+	if fi, err := os.Stat(p); err == nil && fi.Size() > 0 {
+		return []string{p}
+	}
+	return nil
+}

@@ -123,3 +123,36 @@ func TestRunCanceled(t *testing.T) {
 		t.Errorf("Run took %v after cancel, want prompt", d)
 	}
 }
+
+func TestDefaultGoSums(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	writeFiles(t, root, map[string]string{
+		"mod/go.mod":     "module example.test/m\n",
+		"mod/go.sum":     "example.test/a v1.0.0 " + hashA + "\n",
+		"empty/go.mod":   "module example.test/e\n",
+		"empty/go.sum":   "",
+		"ws/go.work":     "go 1.21\n\nuse ./a\n",
+		"ws/a/go.mod":    "module example.test/a\n",
+		"ws/a/go.sum":    "example.test/b v1.0.0 " + hashA + "\n",
+		"ws/go.work.sum": "",
+	})
+	for _, tc := range []struct {
+		dir  string
+		want []string
+	}{
+		{"mod", []string{"mod/go.sum"}},
+		{"empty", nil},
+		{"ws", []string{"ws/go.work.sum"}},   // a go.work root without go.sum
+		{"ws/a", []string{"ws/go.work.sum"}}, // a module of the workspace: cmd/go uses the go.work above
+	} {
+		got := DefaultGoSums(filepath.Join(root, tc.dir))
+		var want []string
+		for _, w := range tc.want {
+			want = append(want, filepath.Join(root, w))
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("DefaultGoSums(%s) = %v, want %v", tc.dir, got, want)
+		}
+	}
+}

@@ -65,7 +65,7 @@ func (warmCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return usageErrorf("--timeout %s: pass a positive per-fetch duration, e.g. 60s (0: no bound)", common.timeout)
 	}
 	if len(goSums) == 0 {
-		goSums = defaultGoSums()
+		goSums = warm.DefaultGoSums(".")
 		if len(goSums) == 0 {
 			return usageErrorf("no go.work or go.sum in the current directory: run in the module's directory or name files with --go-sum")
 		}
@@ -127,19 +127,6 @@ func (warmCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer)
 		err = diagnoseAfterWarm(ctx, &common, logger, stderr, err)
 	}
 	return err
-}
-
-// defaultGoSums are the files warmed when --go-sum is not given: a
-// workspace root's go.work.sum (which need not exist: the go.sum of every
-// module go.work uses comes with it), else ./go.sum.
-func defaultGoSums() []string {
-	if _, err := os.Stat("go.work"); err == nil {
-		return []string{"go.work.sum"}
-	}
-	if _, err := os.Stat("go.sum"); err == nil {
-		return []string{"go.sum"}
-	}
-	return nil
 }
 
 // diagnoseAfterWarm runs the diagnostic ladder against the upstreams after
