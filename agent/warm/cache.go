@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,15 +91,22 @@ func (e entry) lock(ctx context.Context) (func(), error) {
 }
 
 // cleanTemps removes what an interrupted earlier run left behind. Only
-// safe with the version lock held.
-func (e entry) cleanTemps() {
-	// Not the .mod's temporary files: warm and cmd/go write .mod files
-	// without the lock, so one may be in flight.
-	for _, ext := range []string{".zip", ".ziphash", ".info"} {
-		old, _ := filepath.Glob(globQuote(e.base) + ext + tempMarker + "*.tmp")
-		for _, p := range old {
-			os.Remove(p)
+// safe with the version lock held. One read of the version directory; not
+// the .mod's temporary files: warm and cmd/go write .mod files without the
+// lock, so one may be in flight.
+func (e entry) cleanTemps(extractTemps bool) {
+	names, _ := os.ReadDir(e.vdir)
+	base := filepath.Base(e.base)
+	for _, d := range names {
+		n := d.Name()
+		for _, ext := range []string{".zip", ".ziphash", ".info"} {
+			if strings.HasPrefix(n, base+ext+tempMarker) && strings.HasSuffix(n, ".tmp") {
+				os.Remove(filepath.Join(e.vdir, n))
+			}
 		}
+	}
+	if !extractTemps {
+		return
 	}
 	old, _ := filepath.Glob(globQuote(e.xdir) + ".tmp-*")
 	for _, p := range old {
@@ -131,16 +139,14 @@ func removeTree(dir string) error {
 }
 
 // writeAtomic writes data to path through a temporary file and a rename,
-// so that a reader (or a kill) never sees a partial file.
+// so that a reader (or a kill) never sees a partial file. The temporary
+// file is created with its final mode (no chmod).
 func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+tempMarker+"*.tmp")
+	f, err := createTemp(path, 0o644)
 	if err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -152,6 +158,20 @@ func writeAtomic(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// createTemp creates a new file next to path named path+tempMarker+N.tmp
+// with mode perm (before umask), as os.CreateTemp does but without its
+// 0600 mode.
+func createTemp(path string, perm os.FileMode) (*os.File, error) {
+	for range 100 {
+		name := fmt.Sprintf("%s%s%d.tmp", path, tempMarker, rand.Uint32())
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, fmt.Errorf("create a temporary file next to %s: too many collisions", path)
 }
 
 // dirComplete reports whether the extracted tree is complete by cmd/go's
@@ -238,4 +258,11 @@ func (e entry) install(tmpZip, xtmp, hash string, writable bool) error {
 		return err
 	}
 	return nil
+}
+
+// hasTree reports whether the directory extracted trees of the module go
+// into exists, where an earlier extraction may have left temporaries.
+func (e entry) hasTree() bool {
+	_, err := os.Stat(filepath.Dir(e.xdir))
+	return err == nil
 }

@@ -417,16 +417,24 @@ func (w *warmer) fsOp(ctx context.Context, f func() error) error {
 	return w.acquire(ctx, w.fsSem, f)
 }
 
-// mkdir creates dir and its parents once per warm.
+// mkdir creates dir and its parents once per warm, remembering whether
+// this run made it.
 func (w *warmer) mkdir(dir string) error {
 	if _, ok := w.dirs.Load(dir); ok {
 		return nil
 	}
+	_, statErr := os.Stat(dir)
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return err
 	}
-	w.dirs.Store(dir, true)
+	w.dirs.Store(dir, statErr != nil)
 	return nil
+}
+
+// madeDir reports whether this run created dir.
+func (w *warmer) madeDir(dir string) bool {
+	made, _ := w.dirs.Load(dir)
+	return made == true
 }
 
 // acquire runs f holding a slot of sem, or returns ctx's error.

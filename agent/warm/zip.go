@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -74,7 +73,11 @@ func (w *warmer) warmZip(ctx context.Context, m module.Version, sum *Sum) (bool,
 		return false, 0, fmt.Errorf("take cmd/go's lock: %w", err)
 	}
 	defer unlock()
-	e.cleanTemps()
+	// A module cache this run made the directory of holds no leftovers;
+	// extraction temporaries are looked for only where trees are.
+	if !w.madeDir(e.vdir) {
+		e.cleanTemps(w.extract || e.hasTree())
+	}
 	if w.zipHit(e, sum) {
 		return false, 0, nil
 	}
@@ -220,7 +223,7 @@ func (w *warmer) ensureZip(ctx context.Context, e entry, sum *Sum) (bool, int64,
 	var f *os.File
 	err := w.fsOp(ctx, func() error {
 		var err error
-		f, err = os.CreateTemp(e.vdir, filepath.Base(e.base)+".zip"+tempMarker+"*.tmp")
+		f, err = createTemp(e.base+".zip", 0o644)
 		return err
 	})
 	if err != nil {
