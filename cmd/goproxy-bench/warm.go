@@ -597,7 +597,9 @@ func printRows(w io.Writer, rows []row) {
 	for _, r := range rows {
 		ratio := ""
 		if base := find(r); base != nil && r.seconds > 0 {
-			if strings.HasPrefix(r.what, "cp") {
+			if strings.HasPrefix(r.what, "floor") {
+				ratio = fmt.Sprintf("warm wall = %.1fx this floor", base.seconds/r.seconds)
+			} else if strings.HasPrefix(r.what, "cp") {
 				ratio = fmt.Sprintf("warm is %.1fx cp", base.seconds/r.seconds)
 			} else {
 				ratio = fmt.Sprintf("%.1fx faster than go", base.seconds/r.seconds)
