@@ -235,7 +235,10 @@ func (e entry) install(tmpZip, xtmp, hash string, writable bool) error {
 				return err
 			}
 		}
-		if err := writeAtomic(e.base+".ziphash", []byte(hash)); err != nil {
+		// Written in place under the lock, as cmd/go writes it
+		// (lockedfile.Write): no zip is there yet, so a partial
+		// .ziphash after a kill only makes the next run refetch.
+		if err := os.WriteFile(e.base+".ziphash", []byte(hash), 0o644); err != nil {
 			return err
 		}
 		if err := os.Chmod(tmpZip, 0o644); err != nil {
