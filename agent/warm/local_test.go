@@ -13,6 +13,7 @@ import (
 
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/internal/testenv"
+	"golang.org/x/mod/module"
 )
 
 // Bad options and a relative module cache are refused before anything is
@@ -154,5 +155,39 @@ func TestDefaultGoSums(t *testing.T) {
 		if strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("DefaultGoSums(%s) = %v, want %v", tc.dir, got, want)
 		}
+	}
+}
+
+// Under GOFLAGS=-modcacherw (ModCacheRW) extracted trees stay writable,
+// as cmd/go leaves them; without it they are read-only.
+func TestExtractModCacheRW(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testMods)
+	for _, rw := range []bool{true, false} {
+		modcache := newModCache(t)
+		opts := warmOpts(f, modcache, true)
+		opts.ModCacheRW = rw
+		if _, err := Run(t.Context(), opts); err != nil {
+			t.Fatal(err)
+		}
+		e, _ := newEntry(modcache, module.Version{Path: "example.test/deep", Version: "v1.0.0"})
+		dir, err := os.Stat(filepath.Join(e.xdir, "sub"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		file, err := os.Stat(filepath.Join(e.xdir, "README"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantDir, wantFile := os.FileMode(0o555), os.FileMode(0o444)
+		if rw {
+			wantDir, wantFile = 0o755, 0o644
+		}
+		if dir.Mode().Perm()&^0o022 != wantDir&^0o022 || file.Mode().Perm()&^0o022 != wantFile&^0o022 {
+			t.Errorf("ModCacheRW=%v: dir %v, file %v; want %v and %v", rw, dir.Mode().Perm(), file.Mode().Perm(), wantDir, wantFile)
+		}
+	}
+	if !hasFlag("-mod=mod -modcacherw", "-modcacherw") || !hasFlag("--modcacherw=true", "-modcacherw") || hasFlag("-modcacherw=false", "-modcacherw") || hasFlag("-mod=mod", "-modcacherw") {
+		t.Errorf("hasFlag does not read GOFLAGS as cmd/go does")
 	}
 }

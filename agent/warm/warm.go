@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -275,14 +276,20 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	return w.summary(ctx, start, describe(opts.Source))
 }
 
-// hasFlag reports whether the GOFLAGS value goflags holds flag.
+// hasFlag reports whether the GOFLAGS value goflags sets the boolean
+// flag (-name, --name, -name=true; the last setting wins, as in cmd/go).
 func hasFlag(goflags, flag string) bool {
+	name := strings.TrimLeft(flag, "-")
+	set := false
 	for _, f := range strings.Fields(goflags) {
-		if f == flag || f == "-"+flag || strings.HasPrefix(f, flag+"=") && f != flag+"=false" {
-			return true
+		n, v, hasV := strings.Cut(strings.TrimLeft(f, "-"), "=")
+		if n != name {
+			continue
 		}
+		b, err := strconv.ParseBool(v)
+		set = !hasV || (err == nil && b)
 	}
-	return false
+	return set
 }
 
 // warnToolchain warns when the go or toolchain line asks for a newer Go
