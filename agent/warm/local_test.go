@@ -191,3 +191,37 @@ func TestExtractModCacheRW(t *testing.T) {
 		t.Errorf("hasFlag does not read GOFLAGS as cmd/go does")
 	}
 }
+
+// go.sum lines the build does not need are left alone, unless AllGoSum:
+// then they are warmed best-effort, and one the upstream does not have is
+// a warning, not a failure.
+func TestAllGoSum(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testMods)
+	data, err := os.ReadFile(f.goSum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := "example.test/gone v1.0.0 " + f.sums["example.test/deep@v1.0.0"] + "\n"
+	if err := os.WriteFile(f.goSum, append(data, gone...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unneeded, _ := newEntry("", module.Version{Path: testMods[0].Path, Version: testMods[0].Version})
+	for _, all := range []bool{false, true} {
+		modcache := newModCache(t)
+		opts := warmOpts(f, modcache, false)
+		opts.AllGoSum = all
+		sum, err := Run(t.Context(), opts)
+		if err != nil {
+			t.Fatalf("AllGoSum=%v: Run: %v", all, err)
+		}
+		_, statErr := os.Stat(filepath.Join(modcache, unneeded.base+".zip"))
+		if all != (statErr == nil) {
+			t.Errorf("AllGoSum=%v: unneeded zip present = %v", all, statErr == nil)
+		}
+		warned := len(sum.Warnings) == 1 && strings.Contains(sum.Warnings[0], "example.test/gone@v1.0.0") && strings.Contains(sum.Warnings[0], "404")
+		if all != warned {
+			t.Errorf("AllGoSum=%v: warnings %q", all, sum.Warnings)
+		}
+	}
+}

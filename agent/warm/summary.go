@@ -41,15 +41,16 @@ func (w *warmer) summary(ctx context.Context, start time.Time, upstream string) 
 			sum.Skipped = append(sum.Skipped, Skipped{Module: m.Path, Version: m.Version, Reason: r.skipped})
 			continue
 		}
+		if r.err != nil && r.optional && isNotFound(r.err) {
+			sum.Warnings = append(sum.Warnings, fmt.Sprintf("%s@%s (a go.sum line the build does not need): %s", m.Path, m.Version, describeErr(r.err)))
+			continue
+		}
 		sum.Modules++
 		if r.zip {
 			sum.Zips++
 		}
 		sum.Bytes += r.bytes
 		switch {
-		case r.err != nil && r.optional && isNotFound(r.err):
-			sum.Warnings = append(sum.Warnings, fmt.Sprintf("%s@%s (a go.sum line the build does not need): %v", m.Path, m.Version, r.err))
-			sum.Hits++ // nothing to warm: counted as done
 		case r.err != nil:
 			kind := classify(r.err)
 			if kind == errkind.Canceled || (w.localErr != nil && kind != errkind.Local && ctx.Err() == nil) {
