@@ -234,6 +234,9 @@ type graph struct {
 	loaded   map[module.Version]*loadOnce
 	queued   map[queueKey]bool
 	errs     []error
+	// problems are errors no fetch recorded: a directory replacement
+	// without go.mod, a go.mod that does not parse.
+	problems []error
 	wg       sync.WaitGroup
 }
 
@@ -374,7 +377,7 @@ func (g *graph) summary(ctx context.Context, m module.Version) (*summary, error)
 		if actual.Version == "" {
 			name = filepath.Join(actual.Path, "go.mod")
 			if data, err = os.ReadFile(name); err != nil {
-				return nil, fmt.Errorf("%s@%s replaced by directory %s: %w", m.Path, m.Version, actual.Path, err)
+				return nil, g.problem(fmt.Errorf("%s@%s is replaced by directory %s, whose go.mod cmd/go cannot read either: %w", m.Path, m.Version, actual.Path, err))
 			}
 		} else {
 			name = actual.Path + "@" + actual.Version + "/go.mod"
@@ -383,7 +386,7 @@ func (g *graph) summary(ctx context.Context, m module.Version) (*summary, error)
 			}
 		}
 		if f, err = modfile.ParseLax(name, data, nil); err != nil {
-			return nil, errkind.Mark(errkind.Integrity, fmt.Errorf("parse %s: %w", name, err))
+			return nil, g.problem(fmt.Errorf("parse %s (cmd/go will fail on it too): %w", name, err))
 		}
 	}
 	s := &summary{pruning: unpruned}
@@ -396,6 +399,14 @@ func (g *graph) summary(ctx context.Context, m module.Version) (*summary, error)
 		}
 	}
 	return s, nil
+}
+
+// problem records err as a problem of the graph and returns it.
+func (g *graph) problem(err error) error {
+	g.mu.Lock()
+	g.problems = append(g.problems, err)
+	g.mu.Unlock()
+	return err
 }
 
 // reloadWorkspace loads the go.mod of every dependency of the main modules

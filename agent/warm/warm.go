@@ -249,7 +249,10 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		}
 		g, err := loadGraph(wctx, p, w.readMod)
 		if err != nil && wctx.Err() == nil {
-			log.Warn("module graph loaded with errors", "file", p.file, "error", err)
+			log.Debug("module graph loaded with errors", "file", p.file, "error", err)
+		}
+		for _, e := range g.problems {
+			w.warn(e.Error())
 		}
 		for _, m := range g.downloads() {
 			w.startZip(wctx, m, false)
