@@ -322,16 +322,7 @@ func resolveJobUser(name string) (int, error) {
 	return strconv.Atoi(u.Uid)
 }
 
-func defaultGoSums(dir string) []string {
-	var out []string
-	for _, f := range []string{"go.sum", "go.work.sum"} {
-		p := filepath.Join(dir, f)
-		if fi, err := os.Stat(p); err == nil && fi.Size() > 0 {
-			out = append(out, p)
-		}
-	}
-	return out
-}
+func defaultGoSums(dir string) []string { return warm.DefaultGoSums(dir) }
 
 // Entry is an upstream list element.
 type Entry = upstream.Entry

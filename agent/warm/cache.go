@@ -1,13 +1,11 @@
 package warm
 
 import (
-	"archive/zip"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,8 +13,6 @@ import (
 	"time"
 
 	"golang.org/x/mod/module"
-	"golang.org/x/mod/sumdb/dirhash"
-	modzip "golang.org/x/mod/zip"
 )
 
 // entry is one module version's place in the module cache, in cmd/go's
@@ -95,13 +91,24 @@ func (e entry) lock(ctx context.Context) (func(), error) {
 }
 
 // cleanTemps removes what an interrupted earlier run left behind. Only
-// safe with the version lock held.
-func (e entry) cleanTemps() {
-	old, _ := filepath.Glob(globQuote(e.base) + ".*" + tempMarker + "*.tmp")
-	for _, p := range old {
-		os.Remove(p)
+// safe with the version lock held. One read of the version directory; not
+// the .mod's temporary files: warm and cmd/go write .mod files without the
+// lock, so one may be in flight.
+func (e entry) cleanTemps(extractTemps bool) {
+	names, _ := os.ReadDir(e.vdir)
+	base := filepath.Base(e.base)
+	for _, d := range names {
+		n := d.Name()
+		for _, ext := range []string{".zip", ".ziphash", ".info"} {
+			if strings.HasPrefix(n, base+ext+tempMarker) && strings.HasSuffix(n, ".tmp") {
+				os.Remove(filepath.Join(e.vdir, n))
+			}
+		}
 	}
-	old, _ = filepath.Glob(globQuote(e.xdir) + ".tmp-*")
+	if !extractTemps {
+		return
+	}
+	old, _ := filepath.Glob(globQuote(e.xdir) + ".tmp-*")
 	for _, p := range old {
 		removeTree(p)
 	}
@@ -132,16 +139,14 @@ func removeTree(dir string) error {
 }
 
 // writeAtomic writes data to path through a temporary file and a rename,
-// so that a reader (or a kill) never sees a partial file.
+// so that a reader (or a kill) never sees a partial file. The temporary
+// file is created with its final mode (no chmod).
 func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+tempMarker+"*.tmp")
+	f, err := createTemp(path, 0o644)
 	if err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -155,12 +160,18 @@ func writeAtomic(path string, data []byte) error {
 	return nil
 }
 
-// goModHash returns the h1 hash of a go.mod file's content, as go.sum's
-// "/go.mod" lines record it.
-func goModHash(data []byte) (string, error) {
-	return dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(data)), nil
-	})
+// createTemp creates a new file next to path named path+tempMarker+N.tmp
+// with mode perm (before umask), as os.CreateTemp does but without its
+// 0600 mode.
+func createTemp(path string, perm os.FileMode) (*os.File, error) {
+	for range 100 {
+		name := fmt.Sprintf("%s%s%d.tmp", path, tempMarker, rand.Uint32())
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, fmt.Errorf("create a temporary file next to %s: too many collisions", path)
 }
 
 // dirComplete reports whether the extracted tree is complete by cmd/go's
@@ -177,100 +188,6 @@ func (e entry) dirComplete() bool {
 	return err == nil
 }
 
-// errZip marks a zip that fails cmd/go's checks or cannot be read as a zip.
-var errZip = errors.New("invalid module zip")
-
-// hashZip checks the module zip at zipPath as cmd/go does (golang.org/x/mod/zip:
-// names, path safety, case collisions, size limits) and returns its h1 hash
-// (golang.org/x/mod/sumdb/dirhash.HashZip). When xdir is not empty, the files
-// are extracted into xdir in the same pass (each file is decompressed once,
-// for hashing and writing), as golang.org/x/mod/zip.Unzip would: files 0444.
-// Declared sizes and CRCs are enforced by archive/zip.
-func hashZip(mod module.Version, zipPath, xdir string) (string, error) {
-	if _, err := modzip.CheckZip(mod, zipPath); err != nil {
-		return "", fmt.Errorf("%w: %v", errZip, err)
-	}
-	zr, err := zip.OpenReader(zipPath)
-	if err != nil {
-		return "", fmt.Errorf("%w: %v", errZip, err)
-	}
-	defer zr.Close()
-	prefix := mod.Path + "@" + mod.Version + "/"
-	names := make([]string, 0, len(zr.File))
-	files := make(map[string]*zip.File, len(zr.File))
-	for _, zf := range zr.File {
-		names = append(names, zf.Name)
-		files[zf.Name] = zf
-	}
-	var writeErr error
-	open := func(name string) (io.ReadCloser, error) {
-		zf := files[name]
-		r, err := zf.Open()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", errZip, name, err)
-		}
-		rel := strings.TrimPrefix(name, prefix)
-		if xdir == "" || rel == "" || strings.HasSuffix(rel, "/") {
-			return r, nil
-		}
-		dst := filepath.Join(xdir, filepath.FromSlash(rel))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o777); err != nil {
-			r.Close()
-			return nil, &writeError{err}
-		}
-		w, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
-		if err != nil {
-			r.Close()
-			return nil, &writeError{err}
-		}
-		return &teeFile{r: r, w: w, err: &writeErr}, nil
-	}
-	h, err := dirhash.Hash1(names, open)
-	if err != nil {
-		var we *writeError
-		if errors.As(err, &we) {
-			return "", we.err
-		}
-		// Anything else is the zip's content: bad deflate data, a CRC or
-		// size that does not match, a name with a newline.
-		return "", fmt.Errorf("%w: %v", errZip, err)
-	}
-	if writeErr != nil {
-		return "", writeErr
-	}
-	return h, nil
-}
-
-// teeFile copies what is read from a zip member into the extracted file.
-// dirhash.Hash1 ignores Close errors, so those are kept in *err.
-type teeFile struct {
-	r   io.ReadCloser
-	w   *os.File
-	err *error
-}
-
-type writeError struct{ err error }
-
-func (e *writeError) Error() string { return e.err.Error() }
-
-func (t *teeFile) Read(p []byte) (int, error) {
-	n, err := t.r.Read(p)
-	if n > 0 {
-		if _, werr := t.w.Write(p[:n]); werr != nil {
-			return n, &writeError{werr}
-		}
-	}
-	return n, err
-}
-
-func (t *teeFile) Close() error {
-	t.r.Close()
-	if err := t.w.Close(); err != nil && *t.err == nil {
-		*t.err = err
-	}
-	return nil
-}
-
 // makeReadOnly removes write permission from the directories of an
 // extracted tree, as cmd/go does (modfetch.makeDirsReadOnly); files are
 // created read-only.
@@ -285,4 +202,70 @@ func makeReadOnly(dir string) {
 	for i := len(dirs) - 1; i >= 0; i-- {
 		os.Chmod(dirs[i], 0o555)
 	}
+}
+
+// tempDir creates the temporary directory the zip is extracted into; its
+// name is one cmd/go also cleans up (<dir>.tmp-*, under the lock).
+func (e entry) tempDir() (string, error) {
+	if err := os.MkdirAll(filepath.Dir(e.xdir), 0o777); err != nil {
+		return "", err
+	}
+	return os.MkdirTemp(filepath.Dir(e.xdir), filepath.Base(e.xdir)+".tmp-"+tempMarker[1:]+"*")
+}
+
+// install puts a verified zip (tmpZip; empty when the cached zip is kept)
+// and extracted tree (xtmp; empty for none) in place. Order matters for a
+// kill at any point: a stale tree is marked .partial before it is removed,
+// old .ziphash and zip go before the new .ziphash is written, the new
+// .ziphash before the new zip (cmd/go's order), the tree last, then the
+// .partial marker goes.
+func (e entry) install(tmpZip, xtmp, hash string, writable bool) error {
+	partial := e.base + ".partial"
+	if _, err := os.Lstat(e.xdir); err == nil && (xtmp != "" || tmpZip != "") {
+		if err := os.WriteFile(partial, nil, 0o666); err != nil {
+			return err
+		}
+		if err := removeTree(e.xdir); err != nil {
+			return fmt.Errorf("remove stale %s: %w", e.xdir, err)
+		}
+	}
+	if tmpZip != "" {
+		for _, p := range []string{e.base + ".ziphash", e.base + ".zip"} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+		// Written in place under the lock, as cmd/go writes it
+		// (lockedfile.Write): no zip is there yet, so a partial
+		// .ziphash after a kill only makes the next run refetch.
+		if err := os.WriteFile(e.base+".ziphash", []byte(hash), 0o644); err != nil {
+			return err
+		}
+		if err := os.Chmod(tmpZip, 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmpZip, e.base+".zip"); err != nil {
+			return err
+		}
+	}
+	if xtmp != "" {
+		if !writable {
+			makeReadOnly(xtmp)
+		}
+		if err := os.Rename(xtmp, e.xdir); err != nil {
+			removeTree(xtmp)
+			return err
+		}
+	}
+	if err := os.Remove(partial); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// hasTree reports whether the directory extracted trees of the module go
+// into exists, where an earlier extraction may have left temporaries.
+func (e entry) hasTree() bool {
+	_, err := os.Stat(filepath.Dir(e.xdir))
+	return err == nil
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
+
 	"golang.org/x/mod/module"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
@@ -89,31 +91,26 @@ func TestParseGoSum(t *testing.T) {
 	}
 }
 
-// The real go.sum files of public projects parse, and their go.mod's
-// local replacements are reported, not fetched.
-func TestLoadFixtures(t *testing.T) {
+// The real go.sum files of public projects parse, with their go.mod.
+func TestReadInputsFixtures(t *testing.T) {
 	t.Parallel()
 	dir := fixturesDir(t)
 	for _, tc := range []struct {
-		name         string
-		minItems     int
-		wantReplaced int
+		name     string
+		minLines int
 	}{
-		{"caddy", 350, 0},
-		{"prometheus", 450, 0},
-		{"etcd-server", 100, 4},
+		{"caddy", 350},
+		{"prometheus", 450},
+		{"etcd-server", 100},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			items, skipped, err := load([]string{filepath.Join(dir, tc.name+".go.sum")}, nil, nil)
+			in, err := readInputs([]string{filepath.Join(dir, tc.name+".go.sum")}, hclog.NewNullLogger())
 			if err != nil {
-				t.Fatalf("load: %v", err)
+				t.Fatalf("readInputs: %v", err)
 			}
-			if len(items) < tc.minItems {
-				t.Errorf("got %d module versions, want at least %d", len(items), tc.minItems)
-			}
-			if len(skipped) != tc.wantReplaced {
-				t.Errorf("got %d skipped (%v), want %d", len(skipped), skipped, tc.wantReplaced)
+			if len(in.all) < tc.minLines || len(in.projects) != 1 || len(in.lineByLine) != 0 {
+				t.Errorf("got %d lines, %d projects, %d line-by-line; want >= %d, 1, 0", len(in.all), len(in.projects), len(in.lineByLine), tc.minLines)
 			}
 		})
 	}
@@ -130,72 +127,17 @@ func fixturesDir(t *testing.T) string {
 	return ""
 }
 
-func TestLoadMergesAndReplaces(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	goSum := write("go.sum", ""+
-		"example.com/a v1.0.0 "+hashA+"\n"+
-		"example.com/a v1.0.0 "+hashA+"\n"+ // duplicate
-		"example.com/a v1.0.0/go.mod "+hashA+"\n"+
-		"example.com/local v1.0.0/go.mod "+hashA+"\n"+
-		"example.com/pinned v1.1.0 "+hashA+"\n"+
-		"example.com/pinned v1.2.0 "+hashA+"\n"+
-		"corp.example/private v1.0.0 "+hashA+"\n")
-	write("go.mod", "module example.com/main\n\ngo 1.21\n\nreplace example.com/local => ../local\n\nreplace example.com/pinned v1.1.0 => ./pinned\n")
-	workSum := write("go.work.sum", "example.com/a v1.0.0 "+hashB+"\n"+ // conflicting: first wins
-		"example.com/b v1.0.0 "+hashA+"\n")
-	items, skipped, err := load([]string{goSum, workSum}, func(p string) (string, bool) {
-		return "GOPRIVATE", strings.HasPrefix(p, "corp.example/")
-	}, nil)
-	if err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	var got []string
-	for _, it := range items {
-		s := it.mod.String()
-		if it.zipSum != nil {
-			s += " zip=" + it.zipSum.Where()
-		}
-		if it.modSum != nil {
-			s += " mod=" + it.modSum.Where()
-		}
-		got = append(got, strings.ReplaceAll(s, dir+string(filepath.Separator), ""))
-	}
-	want := []string{
-		"example.com/a@v1.0.0 zip=go.sum:1 mod=go.sum:3",
-		"example.com/pinned@v1.2.0 zip=go.sum:6",
-		"example.com/b@v1.0.0 zip=go.work.sum:2",
-	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("items got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-	var gotSkipped []string
-	for _, s := range skipped {
-		gotSkipped = append(gotSkipped, s.Module+"@"+s.Version)
-		if s.Reason == "" {
-			t.Errorf("skipped %s@%s has no reason", s.Module, s.Version)
-		}
-	}
-	wantSkipped := []string{"example.com/local@v1.0.0", "example.com/pinned@v1.1.0", "corp.example/private@v1.0.0"}
-	if strings.Join(gotSkipped, " ") != strings.Join(wantSkipped, " ") {
-		t.Errorf("skipped = %v, want %v", gotSkipped, wantSkipped)
-	}
-}
-
-func TestLoadErrors(t *testing.T) {
+func TestReadInputsErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "go.sum")
 	if err := os.WriteFile(bad, []byte("example.com/a v1.0.0 "+hashA+"\nbroken line\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	badMod := filepath.Join(dir, "b", "go.sum")
+	os.MkdirAll(filepath.Dir(badMod), 0o755)
+	os.WriteFile(badMod, nil, 0o644)
+	os.WriteFile(filepath.Join(dir, "b", "go.mod"), []byte("module\n"), 0o644)
 	for _, tc := range []struct {
 		name  string
 		files []string
@@ -204,12 +146,13 @@ func TestLoadErrors(t *testing.T) {
 		{"missing file", []string{filepath.Join(dir, "nope.sum")}, []string{"nope.sum", "--go-sum"}},
 		{"malformed", []string{bad}, []string{bad + ":2:"}},
 		{"both reported", []string{bad, filepath.Join(dir, "nope.sum")}, []string{bad + ":2:", "nope.sum"}},
+		{"malformed go.mod", []string{badMod}, []string{"go.mod", "fix it"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, _, err := load(tc.files, nil, nil)
+			_, err := readInputs(tc.files, hclog.NewNullLogger())
 			if err == nil {
-				t.Fatal("load succeeded, want an error")
+				t.Fatal("readInputs succeeded, want an error")
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {

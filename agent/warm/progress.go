@@ -19,9 +19,9 @@ type progress struct {
 	w        io.Writer
 	tty      bool
 	interval time.Duration
-	total    int
 	started  time.Time
 
+	total atomic.Int64
 	doneN atomic.Int64
 	bytes atomic.Int64
 
@@ -30,8 +30,8 @@ type progress struct {
 	finished chan struct{}
 }
 
-func newProgress(w io.Writer, interval time.Duration, total int) *progress {
-	p := &progress{w: w, interval: interval, total: total, quit: make(chan struct{}), finished: make(chan struct{})}
+func newProgress(w io.Writer, interval time.Duration) *progress {
+	p := &progress{w: w, interval: interval, quit: make(chan struct{}), finished: make(chan struct{})}
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		p.tty = true
 		p.interval = 200 * time.Millisecond
@@ -68,6 +68,9 @@ func (p *progress) stop() {
 
 func (p *progress) done() { p.doneN.Add(1) }
 
+// addTotal adds n files to do: the total grows as the graph loads.
+func (p *progress) addTotal(n int) { p.total.Add(int64(n)) }
+
 // reader counts the bytes read from r.
 func (p *progress) reader(r io.Reader) io.Reader { return &countingReader{r: r, n: &p.bytes} }
 
@@ -83,7 +86,7 @@ func (c *countingReader) Read(b []byte) (int, error) {
 }
 
 func (p *progress) print(final bool) {
-	done, b := p.doneN.Load(), p.bytes.Load()
+	done, b, total := p.doneN.Load(), p.bytes.Load(), p.total.Load()
 	secs := time.Since(p.started).Seconds()
 	mb := float64(b) / 1e6
 	rate := 0.0
@@ -91,18 +94,18 @@ func (p *progress) print(final bool) {
 		rate = mb / secs
 	}
 	if !p.tty {
-		fmt.Fprintf(p.w, "warm: %d/%d modules, %.1f MB, %.1f MB/s, %.1fs\n", done, p.total, mb, rate, secs)
+		fmt.Fprintf(p.w, "warm: %d/%d files, %.1f MB, %.1f MB/s, %.1fs\n", done, total, mb, rate, secs)
 		return
 	}
 	const width = 30
 	fill := width
-	if p.total > 0 {
-		fill = int(done) * width / p.total
+	if total > 0 {
+		fill = int(done) * width / int(total)
 	}
 	bar := strings.Repeat("=", fill) + strings.Repeat(" ", width-fill)
 	end := ""
 	if final {
 		end = "\n"
 	}
-	fmt.Fprintf(p.w, "\r\x1b[Kwarm [%s] %d/%d modules  %.1f MB  %.1f MB/s%s", bar, done, p.total, mb, rate, end)
+	fmt.Fprintf(p.w, "\r\x1b[Kwarm [%s] %d/%d files  %.1f MB  %.1f MB/s%s", bar, done, total, mb, rate, end)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
@@ -90,7 +91,10 @@ func (s HTTPSource) Open(ctx context.Context, path string) (io.ReadCloser, error
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		resp.Body.Close()
-		first, _, _ := strings.Cut(strings.TrimSpace(string(msg)), "\n")
+		first := strings.Join(strings.Fields(string(msg)), " ")
+		if len(first) > maxRelay {
+			first = first[:maxRelay] + "…"
+		}
 		return nil, &HTTPError{Upstream: s.String(), Path: path, StatusCode: resp.StatusCode, Body: first}
 	}
 	return resp.Body, nil
@@ -149,7 +153,7 @@ func isNotFound(err error) bool {
 
 // isTemporary reports whether a retry of the failed fetch may succeed.
 func isTemporary(err error) bool {
-	if isNotFound(err) {
+	if isNotFound(err) || errkind.IsLocalIO(err) || errors.Is(err, context.Canceled) {
 		return false
 	}
 	var tmp interface{ Temporary() bool }
@@ -161,6 +165,9 @@ func isTemporary(err error) bool {
 
 // isNetwork reports whether err is a transport failure or a timeout.
 func isNetwork(err error) bool {
+	if errkind.IsLocalIO(err) {
+		return false
+	}
 	var ne net.Error
 	var he *HTTPError
 	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||

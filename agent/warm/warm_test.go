@@ -39,6 +39,11 @@ var testMods = []testenv.Module{
 	}},
 }
 
+// neededMods are the testMods the consumer's build list holds: the
+// consumer requires the highest version of each path, so cmd/go never
+// reads example.test/alpha@v1.0.0, and neither does warm.
+var neededMods = testMods[1:]
+
 const childEnv = "WARM_TEST_CHILD"
 
 func TestMain(m *testing.M) {
@@ -138,13 +143,13 @@ func TestWarm(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
-			if sum.Modules != len(testMods) || sum.Fetched != len(testMods) || sum.Hits != 0 || len(sum.Failures) != 0 {
-				t.Errorf("summary = %+v, want %d modules, all fetched", sum, len(testMods))
+			if sum.Modules != len(neededMods) || sum.Fetched != len(neededMods) || sum.Hits != 0 || len(sum.Failures) != 0 {
+				t.Errorf("summary = %+v, want %d modules, all fetched", sum, len(neededMods))
 			}
 			if sum.Bytes == 0 || sum.Upstream != strings.TrimSuffix(f.proxy, "/") {
 				t.Errorf("summary bytes = %d, upstream = %q; want > 0 and %q", sum.Bytes, sum.Upstream, f.proxy)
 			}
-			if want := "warm: 6/6 modules"; !strings.Contains(progress.String(), want) {
+			if want := "warm: 10/10 files"; !strings.Contains(progress.String(), want) {
 				t.Errorf("progress = %q, want a line with %q", progress.String(), want)
 			}
 			checkLayout(t, f, modcache, extract)
@@ -155,8 +160,8 @@ func TestWarm(t *testing.T) {
 			if err != nil {
 				t.Fatalf("second Run: %v", err)
 			}
-			if again.Hits != len(testMods) || again.Fetched != 0 || again.Bytes != 0 {
-				t.Errorf("second run: hits %d, fetched %d, bytes %d; want %d, 0, 0", again.Hits, again.Fetched, again.Bytes, len(testMods))
+			if again.Hits != len(neededMods) || again.Fetched != 0 || again.Bytes != 0 {
+				t.Errorf("second run: hits %d, fetched %d, bytes %d; want %d, 0, 0", again.Hits, again.Fetched, again.Bytes, len(neededMods))
 			}
 		})
 	}
@@ -165,7 +170,11 @@ func TestWarm(t *testing.T) {
 // checkLayout checks cmd/go's cache layout for every module in f.
 func checkLayout(t *testing.T, f *fixture, modcache string, extract bool) {
 	t.Helper()
-	for _, m := range testMods {
+	unneeded, _ := newEntry(modcache, module.Version{Path: testMods[0].Path, Version: testMods[0].Version})
+	if _, err := os.Stat(unneeded.base + ".mod"); err == nil {
+		t.Errorf("%s@%s was fetched, but cmd/go never reads it", testMods[0].Path, testMods[0].Version)
+	}
+	for _, m := range neededMods {
 		e, err := newEntry(modcache, module.Version{Path: m.Path, Version: m.Version})
 		if err != nil {
 			t.Fatal(err)
@@ -274,6 +283,8 @@ func TestWarmFaults(t *testing.T) {
 		fault    func(w http.ResponseWriter, r *http.Request, nth int, body func() []byte) bool
 		timeout  time.Duration
 		wantKind errkind.Kind // Other: success
+		modOK    bool         // the go.mod verified and may be written
+		zipOK    bool         // the zip verified and may be written
 		wantMsg  []string
 		wantNth  int // requests for the victim's zip, when not 0
 	}{
@@ -287,6 +298,7 @@ func TestWarmFaults(t *testing.T) {
 				return false
 			},
 			wantKind: errkind.Integrity,
+			modOK:    true,
 			wantMsg:  []string{"checksum mismatch", victim.Path, victim.Version, "go.sum:", "h1:"},
 		},
 		{
@@ -309,6 +321,7 @@ func TestWarmFaults(t *testing.T) {
 				return false
 			},
 			wantKind: errkind.Integrity,
+			modOK:    true,
 			wantMsg:  []string{"invalid module zip", victim.Path},
 		},
 		{
@@ -321,6 +334,7 @@ func TestWarmFaults(t *testing.T) {
 				return false
 			},
 			wantKind: errkind.Integrity,
+			zipOK:    true,
 			wantMsg:  []string{"checksum mismatch", "(go.mod)", victim.Path},
 		},
 		{
@@ -336,6 +350,7 @@ func TestWarmFaults(t *testing.T) {
 				return false
 			},
 			wantKind: errkind.Integrity,
+			modOK:    true,
 			wantMsg:  []string{"truncated", victim.Path},
 			wantNth:  3,
 		},
@@ -359,8 +374,8 @@ func TestWarmFaults(t *testing.T) {
 				}
 				return false
 			},
-			wantKind: errkind.Unreachable,
-			wantMsg:  []string{"404", victim.Path},
+			wantKind: errkind.Answered,
+			wantMsg:  []string{"404", victim.Path, "not found"},
 			wantNth:  1,
 		},
 		{
@@ -384,6 +399,7 @@ func TestWarmFaults(t *testing.T) {
 			},
 			timeout:  time.Second, // long enough for each attempt to reach the server on a loaded machine
 			wantKind: errkind.Unreachable,
+			modOK:    true,
 			wantMsg:  []string{"deadline exceeded", victim.Path},
 			wantNth:  3,
 		},
@@ -426,12 +442,21 @@ func TestWarmFaults(t *testing.T) {
 			if len(sum.Failures) != 1 || sum.Failures[0].Module != victim.Path || sum.Failures[0].Kind != tc.wantKind.String() {
 				t.Errorf("failures = %+v, want one %s failure of %s", sum.Failures, tc.wantKind, victim.Path)
 			}
-			if sum.Fetched != len(testMods)-1 {
-				t.Errorf("fetched = %d, want the other %d", sum.Fetched, len(testMods)-1)
+			if sum.Fetched != len(neededMods)-1 {
+				t.Errorf("fetched = %d, want the other %d", sum.Fetched, len(neededMods)-1)
 			}
-			// Nothing is written for the failed module version.
+			// Nothing is written for the failed file: a zip that fails
+			// writes no zip, .ziphash, .info or tree (a verified go.mod
+			// is a valid entry of its own); a go.mod that fails, nothing.
 			e, _ := newEntry(modcache, victim)
-			for _, p := range []string{e.base + ".zip", e.base + ".ziphash", e.base + ".mod", e.base + ".info", e.xdir} {
+			var written []string
+			if !tc.zipOK {
+				written = []string{e.base + ".zip", e.base + ".ziphash", e.base + ".info", e.xdir}
+			}
+			if !tc.modOK {
+				written = append(written, e.base+".mod")
+			}
+			for _, p := range written {
 				if _, err := os.Stat(p); err == nil {
 					t.Errorf("%s was written for a failed module", p)
 				}
@@ -473,8 +498,8 @@ func TestWarmRepairsCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Fetched != 2 || sum.Hits != len(testMods)-2 {
-		t.Errorf("fetched %d, hits %d; want 2 and %d", sum.Fetched, sum.Hits, len(testMods)-2)
+	if sum.Fetched != 2 || sum.Hits != len(neededMods)-2 {
+		t.Errorf("fetched %d, hits %d; want 2 and %d", sum.Fetched, sum.Hits, len(neededMods)-2)
 	}
 	checkLayout(t, f, modcache, true)
 	goCheck(t, f.consumer, modcache)
@@ -580,12 +605,12 @@ func TestWarmKilled(t *testing.T) {
 	for _, m := range testMods {
 		e, _ := newEntry(modcache, module.Version{Path: m.Path, Version: m.Version})
 		if _, err := os.Stat(e.base + ".zip"); err == nil {
-			if h, err := hashZip(e.mod, e.base+".zip", ""); err != nil || h != f.sums[m.Path+"@"+m.Version] {
+			if h, err := hashZip(e.mod, e.base+".zip", "", false); err != nil || h != f.sums[m.Path+"@"+m.Version] {
 				t.Errorf("%s after the kill: zip hash %q, %v", m.Path, h, err)
 			}
 		}
 		if data, err := os.ReadFile(e.base + ".mod"); err == nil {
-			if h, _ := goModHash(data); h != f.sums[m.Path+"@"+m.Version+"/go.mod"] {
+			if h := goModHash(data); h != f.sums[m.Path+"@"+m.Version+"/go.mod"] {
 				t.Errorf("%s after the kill: go.mod hash %q", m.Path, h)
 			}
 		}

@@ -15,12 +15,16 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"golang.org/x/mod/modfile"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 )
@@ -69,7 +73,7 @@ func (warmBench) Run(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.StringVar(&cacheDir, "cache-dir", filepath.Join(ucd, "goproxy-setup-bench"), "where the primed proxy is kept between runs")
 	fs.StringVar(&workDir, "work-dir", "", "where the cold caches are made (default a temporary directory)")
 	fs.StringVar(&upstream, "upstream", "", "module proxy to prime from (default: the first proxy of `go env GOPROXY`)")
-	fs.StringVar(&modes, "modes", "go,warm,warm-noextract,cp", "what to time: go (go mod download), warm, warm-noextract, cp")
+	fs.StringVar(&modes, "modes", "go,warm,warm-noextract,floor", "what to time: go (go mod download), warm, warm-noextract, floor (CPU to inflate and hash the zips warm-noextract fetched), hit (warm on the warmed cache), cp")
 	fs.StringVar(&sweep, "sweep", "", "also time warm at each of these concurrencies (comma-separated) to choose the default")
 	fs.IntVar(&runs, "runs", 1, "runs of each measurement; the median is reported")
 	fs.IntVar(&concurrency, "concurrency", 0, "warm's --concurrency (0: its default)")
@@ -112,6 +116,13 @@ func (warmBench) Run(ctx context.Context, args []string, stdout, stderr io.Write
 	var rows []row
 	for _, name := range strings.Split(fixtures, ",") {
 		fx := fixture{name: name, goSum: filepath.Join(fixturesDir, name+".go.sum"), goMod: filepath.Join(fixturesDir, name+".go.mod")}
+		// Warm reads the go.mod next to the go.sum, with its directory
+		// replacements: a staged copy has them (as stubs).
+		src := filepath.Join(workDir, "src-"+name, "m")
+		if err := stage(fx, src); err != nil {
+			return err
+		}
+		fx.goSum, fx.goMod = filepath.Join(src, "go.sum"), filepath.Join(src, "go.mod")
 		proxyDir := filepath.Join(cacheDir, "proxy")
 		if err := b.prime(ctx, fx, proxyDir, upstream); err != nil {
 			return fmt.Errorf("prime %s: %w", name, err)
@@ -260,6 +271,21 @@ func (b *bench) measure(ctx context.Context, fx fixture, proxyURL string, d time
 			return rows, err
 		}
 		add(what, s, "go mod download")
+		if !extract && modes["floor"] {
+			f, err := b.median(func() (sample, error) { return b.floor(ctx, keep) })
+			if err != nil {
+				return rows, err
+			}
+			rows = append(rows, row{fixture: fx.name, delay: d, what: "floor: inflate+hash CPU", seconds: f.cpu, cpu: f.cpu, rssMB: f.rssMB, base: what})
+			fmt.Fprintf(b.stderr, "%s %v floor: %.2fs CPU (%.2fs wall) for the zips of %s\n", fx.name, d, f.cpu, f.secs, what)
+		}
+		if !extract && modes["hit"] {
+			h, err := b.median(func() (sample, error) { return b.warmInto(ctx, fx, proxyURL, keep, false, b.concurrency) })
+			if err != nil {
+				return rows, err
+			}
+			add("warm on a restored cache", h, "go mod download")
+		}
 		if modes["cp"] {
 			c, err := b.median(func() (sample, error) { return b.cp(ctx, keep) })
 			if err != nil {
@@ -381,6 +407,49 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
+// stage writes the fixture's go.mod and go.sum into dir, and for each
+// replacement by a directory (etcd's ../api) a stub module there, so that
+// cmd/go and warm both find it.
+func stage(fx fixture, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var gomod []byte
+	for src, dst := range map[string]string{fx.goMod: "go.mod", fx.goSum: "go.sum"} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		if dst == "go.mod" {
+			gomod = data
+		}
+		if err := os.WriteFile(filepath.Join(dir, dst), data, 0o644); err != nil {
+			return err
+		}
+	}
+	f, err := modfile.Parse(fx.goMod, gomod, nil)
+	if err != nil {
+		return err
+	}
+	for _, r := range f.Replace {
+		if r.New.Version != "" {
+			continue
+		}
+		d := r.New.Path
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(dir, d)
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+		stub := fmt.Sprintf("module %s\n\ngo %s\n", r.Old.Path, f.Go.Version)
+		if err := os.WriteFile(filepath.Join(d, "go.mod"), []byte(stub), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // goModDownload times `go mod download` in a copy of the fixture's module
 // with a cold GOMODCACHE.
 func (b *bench) goModDownload(ctx context.Context, fx fixture, proxyURL string) (sample, error) {
@@ -389,14 +458,8 @@ func (b *bench) goModDownload(ctx context.Context, fx fixture, proxyURL string) 
 		return sample{}, err
 	}
 	b.trash = append(b.trash, dir)
-	for src, dst := range map[string]string{fx.goMod: "go.mod", fx.goSum: "go.sum"} {
-		data, err := os.ReadFile(src)
-		if err != nil {
-			return sample{}, err
-		}
-		if err := os.WriteFile(filepath.Join(dir, dst), data, 0o644); err != nil {
-			return sample{}, err
-		}
+	if err := stage(fx, dir); err != nil {
+		return sample{}, err
 	}
 	cmd := exec.CommandContext(ctx, b.goBin, "mod", "download")
 	cmd.Dir = dir
@@ -426,23 +489,91 @@ func (b *bench) warm(ctx context.Context, fx fixture, proxyURL string, extract b
 		return sample{}, "", err
 	}
 	b.trash = append(b.trash, mc)
+	s, err := b.warmInto(ctx, fx, proxyURL, mc, extract, concurrency)
+	return s, mc, err
+}
+
+// floor times, in a child, inflating and hashing every zip under mc's
+// download cache: the CPU floor of a warm that fetched them.
+func (b *bench) floor(ctx context.Context, mc string) (sample, error) {
+	return timed(exec.CommandContext(ctx, b.self, "warm-floor", "--modcache", mc))
+}
+
+// warmInto times a warm into the module cache mc.
+func (b *bench) warmInto(ctx context.Context, fx fixture, proxyURL, mc string, extract bool, concurrency int) (sample, error) {
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, b.self, "warm-child", "--proxy", proxyURL, "--go-sum", fx.goSum, "--modcache", mc,
 		"--extract="+strconv.FormatBool(extract), "--concurrency", strconv.Itoa(concurrency))
 	cmd.Stdout = &out
 	s, err := timed(cmd)
 	if err != nil {
-		return s, mc, err
+		return s, err
 	}
 	var sum warm.Summary
 	if err := json.Unmarshal(out.Bytes(), &sum); err != nil {
-		return s, mc, fmt.Errorf("warm-child output: %w", err)
+		return s, fmt.Errorf("warm-child output: %w", err)
 	}
 	if len(sum.Failures) > 0 {
-		return s, mc, fmt.Errorf("warm failed for %d modules, first: %+v", len(sum.Failures), sum.Failures[0])
+		return s, fmt.Errorf("warm failed for %d modules, first: %+v", len(sum.Failures), sum.Failures[0])
 	}
 	s.modules = sum.Modules
-	return s, mc, nil
+	return s, nil
+}
+
+// warmFloor inflates and hashes every zip of a module cache with
+// GOMAXPROCS workers: nothing else, the floor of a warm's CPU work.
+type warmFloor struct{}
+
+func init() { register(warmFloor{}) }
+
+func (warmFloor) Name() string { return "warm-floor" }
+func (warmFloor) Synopsis() string {
+	return "internal: inflate and hash every zip of a module cache (the warm's CPU floor)"
+}
+
+func (warmFloor) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := flag.NewFlagSet("warm-floor", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	mc := fl.String("modcache", "", "module cache")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	var zips []string
+	filepath.WalkDir(filepath.Join(*mc, "cache", "download"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".zip") {
+			zips = append(zips, p)
+		}
+		return nil
+	})
+	next := make(chan string)
+	errc := make(chan error, runtime.GOMAXPROCS(0))
+	for range runtime.GOMAXPROCS(0) {
+		go func() {
+			var first error
+			for p := range next {
+				f, err := os.Open(p)
+				if err == nil {
+					fi, _ := f.Stat()
+					_, err = warm.HashZip(f, fi.Size())
+					f.Close()
+				}
+				if err != nil && first == nil {
+					first = fmt.Errorf("%s: %w", p, err)
+				}
+			}
+			errc <- first
+		}()
+	}
+	for _, z := range zips {
+		next <- z
+	}
+	close(next)
+	var errs []error
+	for range runtime.GOMAXPROCS(0) {
+		errs = append(errs, <-errc)
+	}
+	fmt.Fprintf(stdout, "%d zips\n", len(zips))
+	return errors.Join(errs...)
 }
 
 // cp times `cp -r` of a cache.
@@ -466,7 +597,9 @@ func printRows(w io.Writer, rows []row) {
 	for _, r := range rows {
 		ratio := ""
 		if base := find(r); base != nil && r.seconds > 0 {
-			if strings.HasPrefix(r.what, "cp") {
+			if strings.HasPrefix(r.what, "floor") {
+				ratio = fmt.Sprintf("warm wall = %.1fx this floor", base.seconds/r.seconds)
+			} else if strings.HasPrefix(r.what, "cp") {
 				ratio = fmt.Sprintf("warm is %.1fx cp", base.seconds/r.seconds)
 			} else {
 				ratio = fmt.Sprintf("%.1fx faster than go", base.seconds/r.seconds)
@@ -614,6 +747,17 @@ func (warmChild) Run(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.IntVar(&concurrency, "concurrency", 0, "concurrency")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if prof := os.Getenv("GOPROXY_BENCH_CPUPROFILE"); prof != "" {
+		f, err := os.Create(prof)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	sum, err := warm.Run(ctx, warm.Options{
 		Source:      warm.HTTPSource{BaseURL: proxy},
