@@ -140,7 +140,11 @@ func removeTree(dir string) error {
 
 // writeAtomic writes data to path through a temporary file and a rename,
 // so that a reader (or a kill) never sees a partial file. The temporary
-// file is created with its final mode (no chmod).
+// file is created with its final mode (no chmod). It is the module cache's
+// writer, not internal/atomicfile's: it writes exactly as cmd/go's
+// modfetch.writeDiskCache does (no fsync: the cache is rebuilt, not
+// trusted, after a crash; a sync per file would cost seconds per warm), and
+// its temporary names carry the marker warm's crash cleanup looks for.
 func writeAtomic(path string, data []byte) error {
 	f, err := createTemp(path, 0o644)
 	if err != nil {
