@@ -38,7 +38,7 @@ type setupFlags struct {
 func (s *setupFlags) register(fs *flag.FlagSet) {
 	s.commonFlags.register(fs)
 	fs.BoolVar(&s.warm, "warm", true, "warm GOMODCACHE from go.sum after starting the agent")
-	fs.Var(&s.goSums, "go-sum", "go.sum file to warm from (repeatable; default ./go.sum and ./go.work.sum when present)")
+	fs.Var(&s.goSums, "go-sum", "go.sum or go.work.sum file to warm for; the go.mod or go.work next to it is loaded as cmd/go loads it (repeatable; default: the module or workspace in the working directory)")
 	fs.IntVar(&s.concurrency, "concurrency", 0, "parallel fetches while warming (0 chooses)")
 	fs.StringVar(&s.workDir, "working-directory", ".", "directory whose go.sum and go.work.sum are warmed by default")
 	fs.StringVar(&s.agentUser, "agent-user", "", "dedicated user the agent runs as when root is available (default: the policy's, goproxy-agent)")

@@ -363,7 +363,7 @@ func Handler(bs []*Built) http.Handler {
 // ConsumerModule is the module path of the main module WriteConsumer writes.
 const ConsumerModule = "example.test/consumer"
 
-// WriteConsumer writes a main module into dir that requires every module
+// WriteConsumer writes a main module into dir (made when missing) that requires every module
 // path in bs (the highest version of each), with go.mod, go.sum (the lines
 // for all of bs) and main.go importing one package of each module, so that
 // `go build ./...` downloads, verifies and compiles them all. The program
@@ -397,6 +397,9 @@ func WriteConsumer(dir string, bs []*Built) error {
 		}
 	}
 	gomod.WriteString(")\n")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("write consumer module: %w", err)
+	}
 	main := "// Command consumer imports one package of every generated module.\npackage main\n\nimport (\n\t\"fmt\"\n\n" +
 		imports.String() + ")\n\nfunc main() {\n\tfmt.Println(" + strings.Join(calls, ", ") + ")\n" + names.String() + "}\n"
 	for name, data := range map[string][]byte{"go.mod": []byte(gomod.String()), "go.sum": GoSum(bs), "main.go": []byte(main)} {
