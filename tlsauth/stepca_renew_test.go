@@ -54,7 +54,7 @@ func TestRenewUnderLoad(t *testing.T) {
 	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 
 	dir := t.TempDir()
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	r, err := NewRenewer(id, RenewConfig{CAURL: ca.URL, Fingerprint: ca.Fingerprint, Dir: dir, Logger: testLogger(&logs)})
 	if err != nil {
 		t.Fatalf("NewRenewer: %v", err)
@@ -136,7 +136,7 @@ func TestRenewRetriesWhileCAUnreachable(t *testing.T) {
 		t.Fatalf("New: %v", err)
 	}
 	gate := newGatedProxy(t, strings.TrimPrefix(ca.URL, "https://"))
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	r, err := NewRenewer(id, RenewConfig{CAURL: "https://" + gate.addr, Fingerprint: ca.Fingerprint, Logger: testLogger(&logs)})
 	if err != nil {
 		t.Fatalf("NewRenewer: %v", err)

@@ -1,7 +1,6 @@
 package tlsauth
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,25 +20,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
-// syncBuffer is a log sink that tests read while loggers write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testLogger(buf *syncBuffer) hclog.Logger {
+func testLogger(buf *testenv.SyncBuffer) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Output: buf, Level: hclog.Trace})
 }
 
@@ -51,7 +31,7 @@ func envMap(m map[string]string) func(string) string {
 func TestEnrollJWK(t *testing.T) {
 	t.Parallel()
 	ca := testenv.StartStepCA(t)
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	tok := ca.JWKToken(t, "runner-1.ci.example.test", "127.0.0.9", "spiffe://ci.example.test/runner/1")
 	start := time.Now()
 	cert, err := Enroll(context.Background(), EnrollConfig{
@@ -247,7 +227,7 @@ func TestEnrollErrors(t *testing.T) {
 			if cfg.Fingerprint == "" {
 				cfg.Fingerprint = ca.Fingerprint
 			}
-			var logs syncBuffer
+			var logs testenv.SyncBuffer
 			cfg.Logger = testLogger(&logs)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()

@@ -190,25 +190,6 @@ func TestAnsweredKind(t *testing.T) {
 	}
 }
 
-// serverResponse returns what cmd/go printed under "server response:".
-func serverResponse(out string) string {
-	i := strings.Index(out, "server response:")
-	if i < 0 {
-		return ""
-	}
-	var lines []string
-	for _, l := range strings.Split(out[i+len("server response:"):], "\n") {
-		if l = strings.TrimSpace(l); l == "" {
-			continue
-		}
-		if strings.HasPrefix(l, "go: ") {
-			break
-		}
-		lines = append(lines, l)
-	}
-	return strings.Join(lines, "\n")
-}
-
 // TestAnsweredGoCommand runs the real go command against an upstream that
 // answers 403 with a text for chosen paths, once straight to the upstream
 // and once through the agent: through the agent, cmd/go prints the same
@@ -246,10 +227,10 @@ func TestAnsweredGoCommand(t *testing.T) {
 	if derr == nil || verr == nil {
 		t.Fatalf("go get of a denied module succeeded (direct: %v, agent: %v)\n%s\n%s", derr, verr, direct, via)
 	}
-	if !strings.Contains(serverResponse(direct), text) {
+	if !strings.Contains(testenv.ServerResponse(direct), text) {
 		t.Fatalf("direct, cmd/go does not print the upstream's text: the test proves nothing\n%s", direct)
 	}
-	if got := serverResponse(via); !strings.Contains(got, text) {
+	if got := testenv.ServerResponse(via); !strings.Contains(got, text) {
 		t.Errorf("through the agent cmd/go prints server response %q, want the upstream's text %q\nfull output:\n%s", got, text, via)
 	}
 	if !strings.Contains(via, "403 Forbidden") {

@@ -3,8 +3,6 @@ package server
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,6 +23,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 )
 
@@ -167,30 +166,6 @@ func attackChild() int {
 	return 0
 }
 
-// localUser creates a throwaway unprivileged user, removed at the end of
-// the test. CI runs as root; elsewhere the test cannot make users.
-func localUser(t *testing.T) (name string, uid, gid int) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatalf("this test creates local users and must run as root (CI does): sudo go test ./agent/")
-	}
-	b := make([]byte, 4)
-	rand.Read(b)
-	name = "gpsa" + hex.EncodeToString(b)
-	if out, err := exec.Command("useradd", "--no-create-home", "--shell", "/bin/sh", name).CombinedOutput(); err != nil {
-		t.Fatalf("useradd %s: %v\n%s", name, err, out)
-	}
-	t.Cleanup(func() { exec.Command("userdel", name).Run() })
-	out, err := exec.Command("id", "-u", name).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ = strconv.Atoi(strings.TrimSpace(string(out)))
-	out, _ = exec.Command("id", "-g", name).Output()
-	gid, _ = strconv.Atoi(strings.TrimSpace(string(out)))
-	return name, uid, gid
-}
-
 // asUser returns the test binary as a child in mode, running as uid:gid.
 func asUser(uid, gid int, mode string, env ...string) *exec.Cmd {
 	c := exec.Command(sharedBinary)
@@ -267,8 +242,8 @@ func serveTest(t testing.TB, cfg ServeConfig) string {
 // refused with a one-line 403 while the job's user and root are served.
 func TestPeerCheck(t *testing.T) {
 	t.Parallel()
-	_, jobUID, jobGID := localUser(t)
-	_, otherUID, otherGID := localUser(t)
+	_, jobUID, jobGID := testenv.LocalUser(t, "gpsa")
+	_, otherUID, otherGID := testenv.LocalUser(t, "gpsa")
 	base := serveTest(t, ServeConfig{PeerCheck: true, JobUID: jobUID})
 	url := base + "/example.com/m/@v/list"
 
@@ -297,11 +272,11 @@ func TestPeerCheck(t *testing.T) {
 // serves on the token alone and says so once in its log. Not parallel: it
 // turns sock_diag off and points /proc at a missing file.
 func TestPeerCheckFallback(t *testing.T) {
-	_, otherUID, otherGID := localUser(t)
+	_, otherUID, otherGID := testenv.LocalUser(t, "gpsa")
 	old, oldDiag := procNetTCP, useSockDiag
 	procNetTCP, useSockDiag = "/nonexistent/proc/net/tcp", false
 	defer func() { procNetTCP, useSockDiag = old, oldDiag }()
-	var logBuf syncBuffer
+	var logBuf testenv.SyncBuffer
 	base := serveTest(t, ServeConfig{PeerCheck: true, JobUID: 0, Logger: hclog.New(&hclog.LoggerOptions{Output: &logBuf, Level: hclog.Info})})
 	if r := getAs(t, otherUID, otherGID, base+"/example.com/m/@v/list", 3); r.Err != "" || len(r.Codes) != 3 || r.Codes[2] != 200 {
 		t.Errorf("other user without the peer lookup: got %+v, want 200 (token only)", r)
@@ -309,23 +284,6 @@ func TestPeerCheckFallback(t *testing.T) {
 	if n := strings.Count(logBuf.String(), "peer check unavailable"); n != 1 {
 		t.Errorf("log says %d times that the peer check is unavailable, want once:\n%s", n, logBuf.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestRequestBodyRefusedUndrained: a body (here chunked, dripping, to a
@@ -369,8 +327,8 @@ func TestRequestBodyRefusedUndrained(t *testing.T) {
 // descriptors stay bounded, and the job's requests all succeed meanwhile.
 func TestConnectionFloodByAnotherUser(t *testing.T) {
 	t.Parallel()
-	_, jobUID, jobGID := localUser(t)
-	_, atkUID, atkGID := localUser(t)
+	_, jobUID, jobGID := testenv.LocalUser(t, "gpsa")
+	_, atkUID, atkGID := testenv.LocalUser(t, "gpsa")
 	limits := ConnLimits{Owner: 64, PerPeer: 8, Others: 16}
 	base := serveTest(t, ServeConfig{PeerCheck: true, JobUID: jobUID, Limits: limits})
 	addr := strings.TrimPrefix(base, "http://")

@@ -67,26 +67,6 @@ func goGet(t *testing.T, proxy, mod string, extraEnv ...string) (string, error) 
 	return testenv.RunGo(t, dir, append(env, extraEnv...), "get", mod)
 }
 
-// serverResponse returns the lines cmd/go printed under "server
-// response:".
-func serverResponse(out string) string {
-	i := strings.Index(out, "server response:")
-	if i < 0 {
-		return ""
-	}
-	var lines []string
-	for _, l := range strings.Split(out[i+len("server response:"):], "\n") {
-		if l = strings.TrimSpace(l); l == "" {
-			continue
-		}
-		if strings.HasPrefix(l, "go: ") {
-			break
-		}
-		lines = append(lines, l)
-	}
-	return strings.Join(lines, "\n")
-}
-
 type agentStats struct {
 	Answered         int64            `json:"answered"`
 	AnsweredByStatus map[string]int64 `json:"answered_by_status"`
@@ -171,7 +151,7 @@ func TestRunUpstreamAnswers(t *testing.T) {
 				if err == nil {
 					t.Fatalf("go get %s through the agent succeeded, want the front's refusal\n%s", test.mod, via)
 				}
-				if !strings.Contains(via, test.status) || !strings.Contains(serverResponse(via), test.text) {
+				if !strings.Contains(via, test.status) || !strings.Contains(testenv.ServerResponse(via), test.text) {
 					t.Errorf("go get %s through the agent does not print the front's %s and text %q:\n%s", test.mod, test.status, test.text, via)
 				}
 				for _, bad := range []string{"diagnose", "502", "failure at"} {
@@ -188,10 +168,10 @@ func TestRunUpstreamAnswers(t *testing.T) {
 					// Straight to the front (possible without a client
 					// certificate), cmd/go prints the same text.
 					direct, derr := goGet(t, stack.URL, test.mod, "SSL_CERT_FILE="+stack.CAFile)
-					if derr == nil || !strings.Contains(serverResponse(direct), test.text) {
+					if derr == nil || !strings.Contains(testenv.ServerResponse(direct), test.text) {
 						t.Errorf("go get %s straight to the front: %v\n%s\nwant the front's text", test.mod, derr, direct)
 					}
-					if d, v := serverResponse(direct), serverResponse(via); !strings.HasPrefix(v, d) {
+					if d, v := testenv.ServerResponse(direct), testenv.ServerResponse(via); !strings.HasPrefix(v, d) {
 						t.Errorf("server response through the agent %q does not start with the front's own %q", v, d)
 					}
 				}

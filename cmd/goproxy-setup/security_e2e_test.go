@@ -202,7 +202,7 @@ func TestStateDirLinksRefused(t *testing.T) {
 	})
 	t.Run("state dir of another user", func(t *testing.T) {
 		t.Parallel()
-		_, uid, gid := jobUser(t)
+		_, uid, gid := testenv.LocalUser(t, "gpsjob")
 		state := filepath.Join(t.TempDir(), "x")
 		os.Mkdir(state, 0o700)
 		os.Chown(state, uid, gid)
@@ -215,7 +215,7 @@ func TestStateDirLinksRefused(t *testing.T) {
 		t.Parallel()
 		// Refused by the agent process itself (PrepareDir, as root): its
 		// kind reaches the bootstrap on the readiness pipe.
-		_, uid, gid := jobUser(t)
+		_, uid, gid := testenv.LocalUser(t, "gpsjob")
 		dir := filepath.Join(t.TempDir(), "agentdir")
 		os.Mkdir(dir, 0o755)
 		os.WriteFile(filepath.Join(dir, "theirs"), nil, 0o644)
@@ -313,7 +313,7 @@ func TestSudoModeKeyCopies(t *testing.T) {
 	if _, err := exec.LookPath("sudo"); err != nil {
 		t.Fatal("sudo is not installed: .ci/setup installs it (the hosted-runner shape needs it)")
 	}
-	name, uid, gid := jobUser(t)
+	name, uid, gid := testenv.LocalUser(t, "gpsjob")
 	sudoers := filepath.Join("/etc/sudoers.d", name)
 	if err := os.WriteFile(sudoers, []byte(name+" ALL=(ALL) NOPASSWD: ALL\n"), 0o440); err != nil {
 		t.Fatal(err)

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -29,27 +27,6 @@ func requireRoot(t *testing.T) {
 	t.Skip("needs root (run .ci/test as root, as CI does)")
 }
 
-// jobUser creates a throwaway unprivileged user standing for the job's own
-// code, removed at the end of the test.
-func jobUser(t *testing.T) (name string, uid, gid int) {
-	t.Helper()
-	b := make([]byte, 4)
-	rand.Read(b)
-	name = "gpsjob" + hex.EncodeToString(b)
-	if out, err := exec.Command("useradd", "--no-create-home", "--shell", "/bin/sh", name).CombinedOutput(); err != nil {
-		t.Fatalf("useradd %s: %v\n%s", name, err, out)
-	}
-	t.Cleanup(func() { exec.Command("userdel", name).Run() })
-	out, err := exec.Command("id", "-u", name).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ = strconv.Atoi(strings.TrimSpace(string(out)))
-	out, _ = exec.Command("id", "-g", name).Output()
-	gid, _ = strconv.Atoi(strings.TrimSpace(string(out)))
-	return name, uid, gid
-}
-
 // TestRunSeparatesTheAgent: run as root, the bootstrap starts the agent as
 // its own user; the job's user can fetch modules through it but can read
 // neither the key nor the agent's memory or environment, and the agent
@@ -58,7 +35,7 @@ func TestRunSeparatesTheAgent(t *testing.T) {
 	t.Parallel()
 	requireRoot(t)
 	stack := testenv.StartMTLSStack(t, e2eModules)
-	_, uid, gid := jobUser(t)
+	_, uid, gid := testenv.LocalUser(t, "gpsjob")
 	state := filepath.Join(t.TempDir(), "state")
 	// The job's files (its key inputs included) belong to the job; only
 	// the agent's copy of the key is out of the job's reach.

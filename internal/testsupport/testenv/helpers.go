@@ -1,0 +1,84 @@
+package testenv
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// LocalUser creates a throwaway unprivileged local user whose name starts
+// with prefix, removed when the test ends, and returns its name, uid and
+// gid. Creating users needs root: CI runs the suite as root, and elsewhere
+// the test fails saying so (a skip would hide the missing check).
+func LocalUser(t testing.TB, prefix string) (name string, uid, gid int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatalf("testenv: this test creates local users and must run as root (CI does): sudo go test")
+	}
+	b := make([]byte, 4)
+	rand.Read(b)
+	name = prefix + hex.EncodeToString(b)
+	if out, err := exec.Command("useradd", "--no-create-home", "--shell", "/bin/sh", name).CombinedOutput(); err != nil {
+		t.Fatalf("testenv: useradd %s: %v\n%s", name, err, out)
+	}
+	t.Cleanup(func() { exec.Command("userdel", name).Run() })
+	id := func(flag string) int {
+		out, err := exec.Command("id", flag, name).Output()
+		if err != nil {
+			t.Fatalf("testenv: id %s %s: %v", flag, name, err)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(string(out)))
+		if err != nil {
+			t.Fatalf("testenv: id %s %s: %v", flag, name, err)
+		}
+		return n
+	}
+	return name, id("-u"), id("-g")
+}
+
+// ServerResponse returns the lines cmd/go printed under "server response:"
+// (a proxy's answer body), blank lines dropped, up to the next "go: " line.
+func ServerResponse(out string) string {
+	i := strings.Index(out, "server response:")
+	if i < 0 {
+		return ""
+	}
+	var lines []string
+	for _, l := range strings.Split(out[i+len("server response:"):], "\n") {
+		if l = strings.TrimSpace(l); l == "" {
+			continue
+		}
+		if strings.HasPrefix(l, "go: ") {
+			break
+		}
+		lines = append(lines, l)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// SyncBuffer is a log sink that tests read while loggers write from other
+// goroutines.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
