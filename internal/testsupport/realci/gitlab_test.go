@@ -70,7 +70,7 @@ func glRun(ctx context.Context, t *testing.T, dir string, env []string) (string,
 	cmd.Env = env
 	if nb := realci.NodeBin(root); nb != "" {
 		// gitlab-ci-local 4.75.1 crashes on Node 20: Node 22 first.
-		cmd.Env = append(cmd.Env, "PATH="+nb+":"+envValue(env, "PATH"))
+		cmd.Env = append(cmd.Env, "PATH="+nb+":"+testenv.EnvValue(env, "PATH"))
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -84,16 +84,6 @@ func glRun(ctx context.Context, t *testing.T, dir string, env []string) (string,
 		logs[strings.TrimSuffix(filepath.Base(f), ".log")] = string(b)
 	}
 	return out.String(), logs, err
-}
-
-func envValue(env []string, key string) string {
-	v := ""
-	for _, kv := range env {
-		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
-			v = val
-		}
-	}
-	return v
 }
 
 // indent prefixes every line of s with n spaces.

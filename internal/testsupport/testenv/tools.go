@@ -208,8 +208,9 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// envValue returns the last value of key in env.
-func envValue(env []string, key string) string {
+// EnvValue returns the last value of key in env (KEY=VALUE entries), as
+// exec.Cmd would see it; "" when absent.
+func EnvValue(env []string, key string) string {
 	v := ""
 	for _, kv := range env {
 		if k, val, ok := strings.Cut(kv, "="); ok && k == key {

@@ -50,7 +50,7 @@ func TestGoEnv(t *testing.T) {
 		"GOENV":       "off",
 		"CGO_ENABLED": "0",
 	} {
-		if got := envValue(env, key); got != want {
+		if got := EnvValue(env, key); got != want {
 			t.Errorf("GoEnv %s = %q, want %q", key, got, want)
 		}
 	}
@@ -59,7 +59,7 @@ func TestGoEnv(t *testing.T) {
 			t.Errorf("GoEnv leaks %q", kv)
 		}
 	}
-	if home := envValue(env, "HOME"); home == os.Getenv("HOME") || home == "" {
+	if home := EnvValue(env, "HOME"); home == os.Getenv("HOME") || home == "" {
 		t.Errorf("GoEnv HOME = %q, want a fresh temp dir", home)
 	}
 	// The go command accepts the environment, and a caller's override wins.
