@@ -225,20 +225,7 @@ func TestRunUnusableModCache(t *testing.T) {
 			if code != test.code {
 				t.Errorf("exit %d, want %d\n%s", code, test.code, stderr)
 			}
-			for _, w := range test.want {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("stderr does not say %q:\n%s", w, stderr)
-				}
-			}
-			if strings.Contains(stderr, "diagnosis:") || strings.Contains(stderr, "report.txt") {
-				t.Errorf("a local fault started a network diagnosis:\n%s", stderr)
-			}
-			if _, err := os.Stat(filepath.Join(state, "report.txt")); err == nil {
-				t.Errorf("a local fault wrote a diagnosis report")
-			}
-			if stdout != "" {
-				t.Errorf("a failed run printed the environment:\n%s", stdout)
-			}
+			checkLocalFault(t, state, stdout, stderr, test.want...)
 			m := stoppedPIDRE.FindStringSubmatch(stderr)
 			if !test.started {
 				if m != nil {
@@ -318,20 +305,7 @@ func TestRunFullOrReadOnlyDisk(t *testing.T) {
 			if code != 1 {
 				t.Errorf("exit %d, want 1\n%s", code, stderr)
 			}
-			for _, w := range append(test.want, mnt) {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("stderr does not say %q:\n%s", w, stderr)
-				}
-			}
-			if strings.Contains(stderr, "unreachable") || strings.Contains(stderr, "diagnosis:") {
-				t.Errorf("a local fault is reported as a network one:\n%s", stderr)
-			}
-			if _, err := os.Stat(filepath.Join(state, "report.txt")); err == nil {
-				t.Errorf("a local fault wrote a diagnosis report")
-			}
-			if stdout != "" {
-				t.Errorf("a failed run printed the environment:\n%s", stdout)
-			}
+			checkLocalFault(t, state, stdout, stderr, append(test.want, mnt)...)
 			m := stoppedPIDRE.FindStringSubmatch(stderr)
 			if m == nil {
 				t.Fatalf("run does not say it stopped its agent:\n%s", stderr)
@@ -370,5 +344,26 @@ func TestRunEncryptedKey(t *testing.T) {
 	}
 	if want := "client key " + key + " is encrypted: decrypt it first (e.g. openssl pkey -in " + key + " -out plain.key)"; !strings.Contains(stderr, want) {
 		t.Errorf("stderr does not say %q:\n%s", want, stderr)
+	}
+}
+
+// checkLocalFault checks what a run that met a local fault left: stderr
+// says each of want, no network diagnosis was run or written, no
+// environment was printed.
+func checkLocalFault(t *testing.T, state, stdout, stderr string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("stderr does not say %q:\n%s", w, stderr)
+		}
+	}
+	if strings.Contains(stderr, "unreachable") || strings.Contains(stderr, "diagnosis:") || strings.Contains(stderr, "report.txt") {
+		t.Errorf("a local fault is reported as a network one or started a diagnosis:\n%s", stderr)
+	}
+	if _, err := os.Stat(filepath.Join(state, "report.txt")); err == nil {
+		t.Errorf("a local fault wrote a diagnosis report")
+	}
+	if stdout != "" {
+		t.Errorf("a failed run printed the environment:\n%s", stdout)
 	}
 }
