@@ -140,9 +140,5 @@ func writeEnv(w io.Writer, format string, env []agent.EnvVar) error {
 	if err != nil {
 		return err
 	}
-	vars := make([]ci.EnvVar, len(env))
-	for i, e := range env {
-		vars[i] = ci.EnvVar{Name: e.Name, Value: e.Value}
-	}
-	return ci.WriteEnv(w, f, vars)
+	return ci.WriteEnv(w, f, env)
 }

@@ -385,6 +385,64 @@ func TestActionSecretInputNeverShown(t *testing.T) {
 	}
 }
 
+// TestActionUpstreamLeftOut: with the upstream input left out, the
+// policy's default route applies (the modules exist only on the loopback
+// stack it names, so a fall back to the public proxy fails the warm); an
+// explicitly empty input (an unset repository variable) is refused, never
+// taken for the public proxy.
+func TestActionUpstreamLeftOut(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t, 8*time.Minute)
+	stack := testenv.StartMTLSStack(t, e2eModules)
+	for _, tc := range []struct {
+		name   string
+		with   map[string]string
+		wantOK bool
+	}{
+		{"left out", map[string]string{}, true},
+		{"empty", map[string]string{"upstream": ""}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := newJob(t, e2eModules)
+			policy := filepath.Join(j.temp, "policy.hcl")
+			hcl := fmt.Sprintf("upstreams = [\"corp\"]\n\nupstream \"corp\" {\n  url = %q\n}\n", stack.URL)
+			if err := os.WriteFile(policy, []byte(hcl), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			with := map[string]string{"client-cert": stack.CertFile, "client-key": stack.KeyFile, "ca-cert": stack.CAFile, "policy": policy}
+			for k, v := range tc.with {
+				with[k] = v
+			}
+			res, err := j.runner.RunAction(ctx, testenv.RepoRoot(t), with)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stateDir := j.runner.Env["GOPROXY_SETUP_STATE_DIR"]
+			t.Cleanup(func() {
+				exec.Command(filepath.Join(j.temp, "goproxy-setup-bin", "goproxy-setup"), "stop", "--state-dir", stateDir).Run()
+			})
+			if !tc.wantOK {
+				if res.Err == nil {
+					t.Fatalf("an empty upstream input was accepted:\n%s", j.runner.MaskedLog())
+				}
+				if log := j.runner.MaskedLog(); !strings.Contains(log, "never the public default") {
+					t.Errorf("the log does not say why an empty upstream is refused:\n%s", log)
+				}
+				return
+			}
+			if res.Err != nil {
+				t.Fatalf("action failed with the policy's route: %v\n%s", res.Err, j.runner.MaskedLog())
+			}
+			if got, want := res.Outputs["modules"], fmt.Sprint(len(e2eModules)); got != want {
+				t.Errorf("output modules = %q, want %q (warmed from the policy's upstream)", got, want)
+			}
+			if sr := j.runner.RunScript(ctx, `GOPROXY=off go build ./...`, nil); sr.Err != nil {
+				t.Errorf("offline build after the warm: %v\n%s", sr.Err, j.runner.MaskedLog())
+			}
+		})
+	}
+}
+
 // TestActionUsesEnvNotInterpolation guards the composite steps: inputs
 // reach scripts only through env:, never as ${{ }} inside `run:`.
 func TestActionUsesEnvNotInterpolation(t *testing.T) {
