@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,6 +75,20 @@ func glRun(ctx context.Context, t *testing.T, dir string, env []string) (string,
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	// gitlab-ci-local writes "file" variables (the test's client key
+	// among them) under /tmp/gitlab-ci-local-file-variables-*, whatever
+	// TMPDIR says, and leaves them: remove the ones this run made (the only
+	// gitlab-ci-local run in the suite).
+	const fileVars = "/tmp/gitlab-ci-local-file-variables-*"
+	before, _ := filepath.Glob(fileVars)
+	t.Cleanup(func() {
+		after, _ := filepath.Glob(fileVars)
+		for _, d := range after {
+			if !slices.Contains(before, d) {
+				os.RemoveAll(d)
+			}
+		}
+	})
 	start := time.Now()
 	err := cmd.Run()
 	t.Logf("gitlab-ci-local ran in %v", time.Since(start).Round(time.Millisecond))

@@ -2,11 +2,13 @@ package testenv
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -242,7 +244,11 @@ var (
 func Binary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "goproxy-setup-bin-")
+		// One binary per test process, in a directory named after the
+		// process: nothing removes it when the process ends (tests share
+		// it), so the next build removes those of processes gone by then.
+		removeStaleBinaries()
+		dir, err := os.MkdirTemp("", fmt.Sprintf("goproxy-setup-bin-%d-", os.Getpid()))
 		if err != nil {
 			binErr = err
 			return
@@ -259,4 +265,23 @@ func Binary(t testing.TB) string {
 		t.Fatalf("build goproxy-setup: %v", binErr)
 	}
 	return binPath
+}
+
+// removeStaleBinaries removes the binary directories of test processes
+// that have ended (goproxy-setup-bin-<pid>-*, ours only).
+func removeStaleBinaries() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "goproxy-setup-bin-*-*"))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(filepath.Base(d), "goproxy-setup-bin-"), "-", 2)[0])
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		var st syscall.Stat_t
+		if syscall.Lstat(d, &st) != nil || int(st.Uid) != os.Getuid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(d)
+		}
+	}
 }
