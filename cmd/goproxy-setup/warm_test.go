@@ -23,27 +23,11 @@ func runWarm(t *testing.T, dir string, env []string, args ...string) (string, st
 	t.Helper()
 	cmd := exec.CommandContext(t.Context(), binary(t), append([]string{"warm"}, args...)...)
 	cmd.Dir = dir
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + quietHome(t), "GOTOOLCHAIN=local", "GOFLAGS=", "GOPROXY=off"}, env...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + testenv.QuietHome(t), "GOTOOLCHAIN=local", "GOFLAGS=", "GOPROXY=off"}, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.Run()
 	return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
-}
-
-// quietHome is a HOME where the go command keeps telemetry off: otherwise
-// a detached telemetry child of `go env` may still write into it while
-// the test removes it.
-func quietHome(t *testing.T) string {
-	t.Helper()
-	home := t.TempDir()
-	dir := filepath.Join(home, ".config", "go", "telemetry")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "mode"), []byte("off"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return home
 }
 
 // warmProxy serves e2eModules; paths containing fail404 answer 404 with
@@ -173,7 +157,7 @@ func TestWarmCommandSIGTERM(t *testing.T) {
 	}))
 	t.Cleanup(stall.Close)
 	cmd := exec.Command(binary(t), "warm", "--go-sum", filepath.Join(consumer, "go.sum"), "--upstream", stall.URL, "--state-dir", t.TempDir())
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + quietHome(t), "GOMODCACHE=" + filepath.Join(t.TempDir(), "mc"), "GOTOOLCHAIN=local", "GOFLAGS="}
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + testenv.QuietHome(t), "GOMODCACHE=" + filepath.Join(t.TempDir(), "mc"), "GOTOOLCHAIN=local", "GOFLAGS="}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

@@ -164,7 +164,7 @@ func SharedGoCache(t testing.TB) string {
 // a variable by appending it: os/exec keeps the last value of a duplicate.
 func GoEnv(t testing.TB, modcache string) []string {
 	t.Helper()
-	home := t.TempDir()
+	home := QuietHome(t)
 	gobin := filepath.Dir(goCommand(t))
 	return []string{
 		"PATH=" + gobin + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -284,4 +284,20 @@ func removeStaleBinaries() {
 			os.RemoveAll(d)
 		}
 	}
+}
+
+// QuietHome returns a fresh HOME where the go command keeps telemetry off:
+// otherwise a detached telemetry child of a go command may still write into
+// it after the test has removed it, leaving a directory behind in /tmp.
+func QuietHome(t testing.TB) string {
+	t.Helper()
+	home := t.TempDir()
+	dir := filepath.Join(home, ".config", "go", "telemetry")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "mode"), []byte("off"), 0o644); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return home
 }
