@@ -50,22 +50,13 @@ func newActRepo(t testing.TB, release []byte) *actRepo {
 	t.Helper()
 	r := &actRepo{dir: filepath.Join(t.TempDir(), "repo"), home: t.TempDir()}
 	realci.CopyRepo(t, testenv.RepoRoot(t), r.dir)
-	writeConsumer(t, filepath.Join(r.dir, "consumer"))
+	testenv.WriteConsumer(t, filepath.Join(r.dir, "consumer"), mods)
 	if release != nil {
 		// The release commit's trust root: the sums and the version.
 		writeFile(t, filepath.Join(r.dir, "checksums", testVersion+".txt"), release)
 		writeFile(t, filepath.Join(r.dir, "checksums", "RELEASE"), []byte(testVersion+"\n"))
 	}
 	return r
-}
-
-// writeConsumer writes a module that requires mods into dir, made first.
-func writeConsumer(t testing.TB, dir string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	testenv.WriteConsumer(t, dir, mods)
 }
 
 func writeFile(t testing.TB, p string, data []byte) {
@@ -219,6 +210,60 @@ func TestActHappyPath(t *testing.T) {
 	}
 	if strings.Contains(log, "\x1b[") && regexp.MustCompile(`\| .*\x1b\[`).MatchString(log) {
 		t.Errorf("colour escape codes in a step's output (act prints step output after '| '); depends on the CI adapter's fix")
+	}
+}
+
+// TestActUpstreamFromPolicy: with the upstream input left out, the
+// policy's default route applies (the modules exist only on the loopback
+// stack it names); an explicitly empty input (an unset repository
+// variable) fails the step instead of falling back to the public proxy.
+func TestActUpstreamFromPolicy(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t, 6*time.Minute)
+	asset, archive, sums := release(t)
+	host := realci.NewReleaseHost(t)
+	host.Put(testVersion, asset, archive)
+	stack := testenv.StartMTLSStack(t, mods)
+	for _, tc := range []struct {
+		name, upstream string
+		ok             bool
+	}{
+		{"left out", "", true},
+		{"empty", "          upstream: ${{ vars.NOT_SET }}\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newActRepo(t, sums)
+			writeFile(t, filepath.Join(r.dir, "policy.hcl"), fmt.Appendf(nil, "upstreams = [\"corp\"]\n\nupstream \"corp\" {\n  url = %q\n}\n", stack.URL))
+			wf := fmt.Sprintf(`name: policy
+on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - id: gps
+        uses: ./
+        with:
+%s          policy: ${{ github.workspace }}/policy.hcl
+          client-cert: %s
+          client-key: %s
+          ca-cert: %s
+          working-directory: consumer
+          releases-url: %s
+`, tc.upstream, stack.CertFile, stack.KeyFile, stack.CAFile, host.URL) + buildAndReport[strings.Index(buildAndReport, "      - name: go build"):]
+			log, err := r.run(ctx, t, wf)
+			if !tc.ok {
+				if err == nil {
+					t.Fatalf("act succeeded with an empty upstream input, want the step to fail:\n%s", log)
+				}
+				mustContain(t, log, "never the public default", "Job failed")
+				return
+			}
+			if err != nil {
+				t.Fatalf("act: %v\n%s", err, log)
+			}
+			mustContain(t, log, "agent serving", "Job succeeded")
+		})
 	}
 }
 
@@ -419,7 +464,7 @@ func TestActHostedRunnerShape(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(base) })
 	r := &actRepo{dir: filepath.Join(base, "repo"), home: filepath.Join(base, "home")}
 	realci.CopyRepo(t, testenv.RepoRoot(t), r.dir)
-	writeConsumer(t, filepath.Join(r.dir, "consumer"))
+	testenv.WriteConsumer(t, filepath.Join(r.dir, "consumer"), mods)
 	writeFile(t, filepath.Join(r.dir, "checksums", testVersion+".txt"), sums)
 	writeFile(t, filepath.Join(r.dir, "checksums", "RELEASE"), []byte(testVersion+"\n"))
 	ident := filepath.Join(base, "identity")

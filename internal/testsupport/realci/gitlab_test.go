@@ -151,7 +151,7 @@ func TestGitLabTemplate(t *testing.T) {
 	}
 
 	project := filepath.Join(t.TempDir(), "project")
-	writeConsumer(t, project)
+	testenv.WriteConsumer(t, project, mods)
 	writeFile(t, filepath.Join(project, "goproxy-setup.gitlab-ci.yml"), pinned)
 	state := t.TempDir()
 	t.Cleanup(func() {
