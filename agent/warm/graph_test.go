@@ -100,6 +100,15 @@ func TestWarmFetchesWhatGoModDownloadFetches(t *testing.T) {
 		"replace example.test/r v1.0.0 => example.test/r2 v1.0.0\n\n" +
 		"replace example.test/l => ./local\n"
 	const localMod = "module example.test/l\n\ngo 1.21\n\nrequire example.test/f v1.0.0\n"
+	// A go.work with two modules, the second replacing f by a directory.
+	workspace := map[string]string{
+		"go.work":      "go 1.21\n\nuse (\n\t./m1\n\t./m2\n)\n",
+		"m1/go.mod":    "module example.test/m1\n\ngo 1.21\n\nrequire (\n\texample.test/a v1.0.0\n\texample.test/x v1.1.0\n)\n",
+		"m1/go.sum":    string(goSum),
+		"m2/go.mod":    "module example.test/m2\n\ngo 1.21\n\nrequire (\n\texample.test/b v1.1.0\n\texample.test/old v1.0.0\n)\n\nreplace example.test/f => ../local\n",
+		"m2/go.sum":    string(goSum),
+		"local/go.mod": localMod,
+	}
 	for _, tc := range []struct {
 		name      string
 		files     map[string]string
@@ -125,29 +134,15 @@ func TestWarmFetchesWhatGoModDownloadFetches(t *testing.T) {
 		{
 			// A go.work root without go.sum or go.work.sum: the go.sum of
 			// every module it uses is what verifies.
-			name: "workspace",
-			files: map[string]string{
-				"go.work":      "go 1.21\n\nuse (\n\t./m1\n\t./m2\n)\n",
-				"m1/go.mod":    "module example.test/m1\n\ngo 1.21\n\nrequire (\n\texample.test/a v1.0.0\n\texample.test/x v1.1.0\n)\n",
-				"m1/go.sum":    string(goSum),
-				"m2/go.mod":    "module example.test/m2\n\ngo 1.21\n\nrequire (\n\texample.test/b v1.1.0\n\texample.test/old v1.0.0\n)\n\nreplace example.test/f => ../local\n",
-				"m2/go.sum":    string(goSum),
-				"local/go.mod": localMod,
-			},
-			sums: []string{"go.work.sum"},
+			name:  "workspace",
+			files: workspace,
+			sums:  []string{"go.work.sum"},
 		},
 		{
 			// A module of a workspace: cmd/go uses the go.work above it.
-			name: "workspace via a module's go.sum",
-			files: map[string]string{
-				"go.work":      "go 1.21\n\nuse (\n\t./m1\n\t./m2\n)\n",
-				"m1/go.mod":    "module example.test/m1\n\ngo 1.21\n\nrequire (\n\texample.test/a v1.0.0\n\texample.test/x v1.1.0\n)\n",
-				"m1/go.sum":    string(goSum),
-				"m2/go.mod":    "module example.test/m2\n\ngo 1.21\n\nrequire (\n\texample.test/b v1.1.0\n\texample.test/old v1.0.0\n)\n\nreplace example.test/f => ../local\n",
-				"m2/go.sum":    string(goSum),
-				"local/go.mod": localMod,
-			},
-			sums: []string{"m1/go.sum"},
+			name:  "workspace via a module's go.sum",
+			files: workspace,
+			sums:  []string{"m1/go.sum"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
