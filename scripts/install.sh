@@ -48,8 +48,7 @@ arch=${GOPROXY_SETUP_ARCH:-$(uname -m)}
 case $os in
   Linux | linux) os=linux ;;
   macOS | Darwin | darwin) os=darwin ;;
-  Windows | windows | MINGW* | MSYS* | CYGWIN*) os=windows ;;
-  *) say "no release for OS '$os'"; exit 5 ;;
+  *) say "no release for OS '$os' (releases are for Linux and macOS: the agent needs a Unix system)"; exit 5 ;;
 esac
 case $arch in
   X64 | x86_64 | amd64) arch=amd64 ;;
@@ -57,7 +56,6 @@ case $arch in
   *) say "no release for architecture '$arch'"; exit 5 ;;
 esac
 ext=tar.gz exe=goproxy-setup
-if [ "$os" = windows ]; then ext=zip exe=goproxy-setup.exe; fi
 # The name GoReleaser gives the archive (.goreleaser.yaml, archives).
 asset="goproxy-setup_${version#v}_${os}_${arch}.${ext}"
 
@@ -127,11 +125,7 @@ if [ -z "$archive" ]; then
 fi
 
 mkdir -p "$work/x" "$bindir"
-if [ "$ext" = zip ]; then
-  unzip -q -o "$archive" "$exe" -d "$work/x"
-else
-  tar -xzf "$archive" -C "$work/x" "$exe"
-fi
+tar -xzf "$archive" -C "$work/x" "$exe"
 chmod 755 "$work/x/$exe"
 mv -f "$work/x/$exe" "$bindir/$exe"
 say "installed $bindir/$exe ($version, $os/$arch)"

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
@@ -61,7 +60,7 @@ func (d *PrivateDir) Write(name string, data []byte) (string, error) {
 // another file, and opens without blocking, so a FIFO cannot hang it.
 // Errors name src, never its content.
 func (d *PrivateDir) CopyKey(src, name string) (string, error) {
-	f, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := os.OpenFile(src, os.O_RDONLY|openNoFollow, 0)
 	if err != nil {
 		return "", errkind.Mark(errkind.BadInput, fmt.Errorf("read client key %s: %w", src, err))
 	}

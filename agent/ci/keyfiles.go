@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
@@ -181,6 +180,5 @@ func IsFileVariable(path string, getenv func(string) string) bool {
 	if err != nil || !fi.Mode().IsRegular() {
 		return false
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	return ok && (int(st.Uid) == os.Getuid() || st.Uid == 0)
+	return ownedByUsOrRoot(fi)
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -57,7 +56,8 @@ func (e entry) proxyPath(suffix string) string {
 const tempMarker = ".warm-"
 
 // lock takes cmd/go's lock for the module version: an exclusive flock on
-// <version>.lock, as cmd/go's lockedfile.MutexAt does. cmd/go holds it
+// <version>.lock, as cmd/go's lockedfile.MutexAt does (flock on Unix,
+// LockFileEx on Windows: tryLock). cmd/go holds it
 // while it downloads and extracts the zip; warm holds it for all its work
 // on the version. The returned function releases it.
 func (e entry) lock(ctx context.Context) (func(), error) {
@@ -70,13 +70,13 @@ func (e entry) lock(ctx context.Context) (func(), error) {
 	}
 	wait := time.Millisecond
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+		locked, err := tryLock(f)
+		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+		}
+		if locked {
+			break
 		}
 		select {
 		case <-ctx.Done():
@@ -86,7 +86,7 @@ func (e entry) lock(ctx context.Context) (func(), error) {
 		}
 		wait = min(2*wait, 50*time.Millisecond)
 	}
-	// Closing the file releases the flock.
+	// Closing the file releases the lock.
 	return func() { f.Close() }, nil
 }
 

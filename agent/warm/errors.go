@@ -3,10 +3,8 @@ package warm
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"syscall"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
@@ -57,24 +55,4 @@ func statusOf(err error) int {
 		return ue.StatusCode
 	}
 	return 0
-}
-
-// maxRelay bounds the upstream's text relayed in a message.
-const maxRelay = 300
-
-// describeErr is the message of a module's failure; for an upstream that
-// answered with an error status, the start of its text is relayed.
-func describeErr(err error) string {
-	msg := err.Error()
-	var ue *upstream.Error
-	if errors.As(err, &ue) && ue.StatusCode != 0 && ue.Body != "" {
-		body := strings.Join(strings.Fields(ue.Body), " ")
-		if len(body) > maxRelay {
-			body = body[:maxRelay] + "…"
-		}
-		if !strings.Contains(msg, body) {
-			msg += fmt.Sprintf(" (the upstream said: %s)", body)
-		}
-	}
-	return msg
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
@@ -91,11 +92,10 @@ func (s HTTPSource) Open(ctx context.Context, path string) (io.ReadCloser, error
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		resp.Body.Close()
-		first := strings.Join(strings.Fields(string(msg)), " ")
-		if len(first) > maxRelay {
-			first = first[:maxRelay] + "…"
-		}
-		return nil, &HTTPError{Upstream: s.String(), Path: path, StatusCode: resp.StatusCode, Body: first}
+		// The upstream's text as the agent relays it: bounded, plain,
+		// secrets redacted (upstream.AnswerText), on one line.
+		text := strings.ReplaceAll(upstream.AnswerText(string(msg)), "\n", " / ")
+		return nil, &HTTPError{Upstream: s.String(), Path: path, StatusCode: resp.StatusCode, Body: text}
 	}
 	return resp.Body, nil
 }
@@ -109,7 +109,8 @@ type HTTPError struct {
 	Path string
 	// StatusCode is the HTTP status, 0 for a transport error.
 	StatusCode int
-	// Body is the first line of the response body, if any.
+	// Body is the response body as upstream.AnswerText cleans it, on one
+	// line, if any.
 	Body string
 	// Err is the transport error.
 	Err error

@@ -42,7 +42,7 @@ func (w *warmer) summary(ctx context.Context, start time.Time, upstream string) 
 			continue
 		}
 		if r.err != nil && r.optional && isNotFound(r.err) {
-			sum.Warnings = append(sum.Warnings, fmt.Sprintf("%s@%s (a go.sum line the build does not need): %s", m.Path, m.Version, describeErr(r.err)))
+			sum.Warnings = append(sum.Warnings, fmt.Sprintf("%s@%s (a go.sum line the build does not need): %s", m.Path, m.Version, r.err.Error()))
 			continue
 		}
 		sum.Modules++
@@ -59,7 +59,7 @@ func (w *warmer) summary(ctx context.Context, start time.Time, upstream string) 
 			if w.localErr != nil && kind == errkind.Local && r.err != w.localErr {
 				continue
 			}
-			msg := describeErr(r.err)
+			msg := r.err.Error()
 			errs = append(errs, errkind.Mark(kind, fmt.Errorf("%s@%s: %s", m.Path, m.Version, msg)))
 			sum.Failures = append(sum.Failures, Failure{Module: m.Path, Version: m.Version, Kind: kind.String(), Error: msg})
 		case r.fetched:
