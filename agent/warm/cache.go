@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -99,10 +100,19 @@ func (e entry) cleanTemps(extractTemps bool) {
 	base := filepath.Base(e.base)
 	for _, d := range names {
 		n := d.Name()
+		if !strings.HasSuffix(n, ".tmp") {
+			continue
+		}
 		for _, ext := range []string{".zip", ".ziphash", ".info"} {
-			if strings.HasPrefix(n, base+ext+tempMarker) && strings.HasSuffix(n, ".tmp") {
+			if strings.HasPrefix(n, base+ext+tempMarker) {
 				os.Remove(filepath.Join(e.vdir, n))
 			}
+		}
+		// A .mod is written without the lock, so another warm may be
+		// writing this one now: remove only the temporaries of processes
+		// that are gone (the pid is in the name: createTemp).
+		if rest, ok := strings.CutPrefix(n, base+".mod"+tempMarker); ok && writerGone(rest) {
+			os.Remove(filepath.Join(e.vdir, n))
 		}
 	}
 	if !extractTemps {
@@ -164,12 +174,13 @@ func writeAtomic(path string, data []byte) error {
 	return nil
 }
 
-// createTemp creates a new file next to path named path+tempMarker+N.tmp
+// createTemp creates a new file next to path named
+// path+tempMarker+PID-N.tmp (the writer's pid: see writerGone)
 // with mode perm (before umask), as os.CreateTemp does but without its
 // 0600 mode.
 func createTemp(path string, perm os.FileMode) (*os.File, error) {
 	for range 100 {
-		name := fmt.Sprintf("%s%s%d.tmp", path, tempMarker, rand.Uint32())
+		name := fmt.Sprintf("%s%s%d-%d.tmp", path, tempMarker, os.Getpid(), rand.Uint32())
 		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
 		if !errors.Is(err, fs.ErrExist) {
 			return f, err
@@ -272,4 +283,14 @@ func (e entry) install(tmpZip, xtmp, hash string, writable bool) error {
 func (e entry) hasTree() bool {
 	_, err := os.Stat(filepath.Dir(e.xdir))
 	return err == nil
+}
+
+// writerGone reports whether the process that made a temporary file named
+// "PID-N.tmp" (after its marker) no longer runs.
+func writerGone(rest string) bool {
+	pid, err := strconv.Atoi(strings.SplitN(rest, "-", 2)[0])
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	return processGone(pid)
 }

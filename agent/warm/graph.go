@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 
 	"golang.org/x/mod/modfile"
@@ -461,18 +462,8 @@ func (g *graph) buildList() []module.Version {
 		}
 		out = append(out, module.Version{Path: p, Version: v})
 	}
-	slices.SortFunc(out, func(a, b module.Version) int { return cmpString(a.Path, b.Path) })
+	slices.SortFunc(out, func(a, b module.Version) int { return strings.Compare(a.Path, b.Path) })
 	return out
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // downloads returns the module versions `go mod download` (no arguments)

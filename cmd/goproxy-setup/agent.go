@@ -16,7 +16,6 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent/server"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
-	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
 
@@ -82,7 +81,7 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 		// The one path from policy to routes: the handed-off list replaces
 		// the default route, as --upstream does (Setup refused an empty one).
 		if h.Upstream != "" {
-			if pol, err = policies.Resolve(c.policy, h.Upstream, true); err != nil {
+			if err := pol.WithUpstreamList(h.Upstream); err != nil {
 				return err
 			}
 		}

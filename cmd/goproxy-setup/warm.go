@@ -53,7 +53,7 @@ func (warmCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	for _, name := range []string{"extract", "concurrency", "timeout"} {
+	for _, name := range []string{"extract", "concurrency"} {
 		if _, ok := os.LookupEnv(envName(name)); ok {
 			given[name] = true
 		}
@@ -124,7 +124,7 @@ func (warmCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	if errkind.Of(err) == errkind.Unreachable {
 		// The Contract: exit 3 comes with a diagnosis and its report.
-		err = diagnoseAfterWarm(ctx, &common, logger, stderr, err)
+		err = diagnoseAfterWarm(ctx, &common, pol, logger, stderr, err)
 	}
 	return err
 }
@@ -132,11 +132,7 @@ func (warmCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer)
 // diagnoseAfterWarm runs the diagnostic ladder against the upstreams after
 // a transport failure, writes the reports into the state dir and names
 // the report in the returned error (still an Unreachable one).
-func diagnoseAfterWarm(ctx context.Context, c *commonFlags, logger hclog.Logger, stderr io.Writer, werr error) error {
-	pol, err := loadPolicy(c)
-	if err != nil {
-		return werr
-	}
+func diagnoseAfterWarm(ctx context.Context, c *commonFlags, pol *policies.Policy, logger hclog.Logger, stderr io.Writer, werr error) error {
 	entries := upstream.RouteEntries(pol.DefaultRoute, false)
 	id, roots, _ := loadIdentity(c)
 	dir := c.stateDir
