@@ -317,16 +317,17 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, req Request, err 
 // line naming the upstream with the hint, if any, that Classify gives for
 // the answer.
 func (h *Handler) relay(w http.ResponseWriter, req Request, ue *upstream.Error, err error) {
+	text := ue.Text() // cleaned once: HTML and JSON reduced, secrets redacted
 	if ue.NotFound() {
 		h.stats.done(req.Kind, 0, ue.StatusCode)
 		h.log.Debug("upstream answered not found", "path", req.Path, "status", ue.StatusCode)
 	} else {
 		h.stats.answered(ue.StatusCode)
-		h.log.Info("upstream answered an error status; relayed to the go command", "path", req.Path, "upstream", ue.Upstream, "status", ue.StatusCode, "text", ue.Text())
+		h.log.Info("upstream answered an error status; relayed to the go command", "path", req.Path, "upstream", ue.Upstream, "status", ue.StatusCode, "text", text)
 	}
 	var lines []string
-	if t := ue.Text(); t != "" {
-		lines = strings.Split(t, "\n")
+	if text != "" {
+		lines = strings.Split(text, "\n")
 	}
 	if !ue.NotFound() {
 		hint := ""
