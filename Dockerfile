@@ -28,9 +28,13 @@ RUN CGO_ENABLED=0 go build -trimpath \
 # publishes with every runner release (the one actions-runner-controller
 # runs). It is Ubuntu with the runner in /home/runner as user "runner"
 # (uid 1001), and has what the entrypoint needs: sh, getent, setpriv
-# (util-linux) and useradd. Pin it by digest in production
-# (--build-arg RUNNER_IMAGE=ghcr.io/actions/actions-runner@sha256:...).
-ARG RUNNER_IMAGE=ghcr.io/actions/actions-runner:latest
+# (util-linux) and useradd. The default is pinned to a runner release (the
+# newest tag of actions/runner when it was pinned), never :latest; pin it by
+# digest in production (--build-arg
+# RUNNER_IMAGE=ghcr.io/actions/actions-runner@sha256:...). `goproxy-setup
+# image` records the digest the tag named in the image's
+# org.opencontainers.image.base.digest label.
+ARG RUNNER_IMAGE=ghcr.io/actions/actions-runner:2.336.0
 FROM ${RUNNER_IMAGE}
 
 # RUNNER_SUDO=keep (default) leaves the base's passwordless sudo to the

@@ -155,7 +155,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	}
 	baseRef, err := name.ParseReference(opts.Base)
 	if err != nil {
-		return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("base image reference %q: %w: give a reference like ghcr.io/actions/actions-runner:latest", opts.Base, err))
+		return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("base image reference %q: %w: give a reference like ghcr.io/actions/actions-runner:2.336.0", opts.Base, err))
 	}
 	tag, err := name.ParseReference(opts.Tag)
 	if err != nil {
@@ -193,8 +193,12 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	}
 
 	labels := map[string]string{
-		"org.opencontainers.image.created":     opts.Created.Format(time.RFC3339),
-		"org.opencontainers.image.base.name":   baseRef.String(),
+		"org.opencontainers.image.created":   opts.Created.Format(time.RFC3339),
+		"org.opencontainers.image.base.name": baseRef.String(),
+		// base.digest records exactly which base was used when the
+		// reference is a tag: a release pins the base by version tag and
+		// its image says which manifest that tag named at build time.
+		"org.opencontainers.image.base.digest": desc.Digest.String(),
 		"org.opencontainers.image.title":       "goproxy-setup runner",
 		"org.opencontainers.image.description": "runner image with the goproxy-setup agent (mTLS Go module proxy access)",
 	}

@@ -358,6 +358,7 @@ func TestBuildIndex(t *testing.T) {
 				}
 				bin, _ := os.ReadFile(bins["linux/"+d.Platform.Architecture])
 				checkImage(t, img, string(bin), res, types.OCILayer)
+				checkBaseDigest(t, img, base)
 			}
 		})
 	}
@@ -387,6 +388,28 @@ func TestBuildSingle(t *testing.T) {
 	}
 	bin, _ := os.ReadFile(opts.Binary)
 	checkImage(t, img, string(bin), res, types.DockerLayer)
+	checkBaseDigest(t, img, base)
+}
+
+// checkBaseDigest asserts that img records the digest that base named when
+// it was built (the release pins its base by a version tag).
+func checkBaseDigest(t *testing.T, img v1.Image, base string) {
+	t.Helper()
+	ref, err := name.ParseReference(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Get(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.Config.Labels["org.opencontainers.image.base.digest"], desc.Digest.String(); got != want {
+		t.Errorf("label org.opencontainers.image.base.digest: got %q, want %q (the base's digest)", got, want)
+	}
 }
 
 func TestBuildErrors(t *testing.T) {

@@ -46,7 +46,7 @@ func (imageCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 		flagPlatforms                                            stringList
 		c                                                        commonFlags
 	)
-	fs.StringVar(&flagBase, "base", "", "base runner image reference (required), e.g. ghcr.io/actions/actions-runner:latest")
+	fs.StringVar(&flagBase, "base", "", "base runner image reference (required), e.g. ghcr.io/actions/actions-runner:2.336.0")
 	fs.StringVar(&flagTag, "tag", "", "reference to push the result to (required)")
 	fs.Var(&flagPlatforms, "platform", "platforms of a multi-platform base to build, os/arch[/variant], comma-separated or repeated (default: all)")
 	fs.StringVar(&flagBinary, "binary", "", "goproxy-setup binary to put in the image (default: this one, for its own platform)")
@@ -64,7 +64,7 @@ func (imageCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	if flagBase == "" || flagTag == "" {
-		return usageErrorf("image: --base and --tag are required: e.g. --base ghcr.io/actions/actions-runner:latest --tag registry.example.com/ci/runner-go:1")
+		return usageErrorf("image: --base and --tag are required: e.g. --base ghcr.io/actions/actions-runner:2.336.0 --tag registry.example.com/ci/runner-go:1")
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("image: unexpected argument %q: every input is a flag", fs.Arg(0))
