@@ -11,6 +11,7 @@ import (
 
 	"github.com/goproxy-setup/goproxy-setup/agent/ci"
 	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
+	"github.com/goproxy-setup/goproxy-setup/agent/supervisor"
 )
 
 // RunFrontEnd is the setup step of a CI front end (the github and gitlab
@@ -63,12 +64,17 @@ func RunFrontEnd(ctx context.Context, fe ci.FrontEnd, cfg Config) error {
 // not a second failure.
 func ReportFrontEnd(ctx context.Context, fe ci.FrontEnd, stateDir string) error {
 	if stateDir == "" {
-		stateDir = DefaultStateDir()
+		stateDir = supervisor.DefaultStateDir()
 	}
-	if _, err := os.Stat(filepath.Join(stateDir, StateFile)); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(stateDir, supervisor.StateFile)); errors.Is(err, os.ErrNotExist) {
 		return fe.NoAgent(stateDir)
 	}
-	s, err := Stop(ctx, stateDir)
+	d, err := supervisor.OpenStateDir(stateDir)
+	if err != nil {
+		return fmt.Errorf("stop the agent: %w", err)
+	}
+	defer d.Close()
+	s, err := supervisor.Stop(ctx, d)
 	if err != nil {
 		return fmt.Errorf("stop the agent: %w", err)
 	}
@@ -105,14 +111,19 @@ func addLatency(ctx context.Context, o *ci.Outcome) {
 	if o.StateDir == "" {
 		return
 	}
-	if s, err := Status(ctx, o.StateDir); err == nil && s.Requests > 0 {
+	d, err := supervisor.OpenStateDir(o.StateDir)
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	if s, err := supervisor.Status(ctx, d); err == nil && s.Requests > 0 {
 		l := CIStats(s).Latency
 		o.Latency = &l
 	}
 }
 
 // CIStats returns the agent's stats as the CI front ends render them.
-func CIStats(s *Stats) *ci.Stats {
+func CIStats(s *supervisor.Stats) *ci.Stats {
 	ms := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
 	return &ci.Stats{
 		Requests:         s.Requests,

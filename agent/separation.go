@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/privilege"
+	"github.com/goproxy-setup/goproxy-setup/agent/supervisor"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 )
 
@@ -25,7 +26,7 @@ type separation struct {
 // root, prepares its private directory, writes the key there and drops to
 // that user (see DropTo). Without any way to root the agent runs as the
 // job's user, with a warning that the policy can turn into an error.
-func planSeparation(ctx context.Context, pol *policies.Policy, stateDir, privateDir string, log hclog.Logger) (separation, error) {
+func planSeparation(ctx context.Context, pol *policies.Policy, d *supervisor.StateDir, privateDir string, log hclog.Logger) (separation, error) {
 	sys := privilege.New(privilege.WithLogger(log.Named("privilege")))
 	mode := sys.Detect(ctx)
 	sep := separation{report: privilege.Report{Mode: mode}}
@@ -34,23 +35,18 @@ func planSeparation(ctx context.Context, pol *policies.Policy, stateDir, private
 		if err != nil {
 			return sep, fmt.Errorf("agent user: %w", err)
 		}
-		d, err := openStateDir(stateDir)
-		if err != nil {
-			return sep, err
-		}
-		defer d.Close()
 		// The agent user must reach its private directory inside the
 		// job's state dir: traversable, not listable. fchmod on the
 		// directory opened without following links: never a link's
 		// target.
-		if err := d.chmod(0o711); err != nil && mode == privilege.Root {
+		if err := d.Chmod(0o711); err != nil && mode == privilege.Root {
 			return sep, fmt.Errorf("state dir: %w", err)
 		}
-		if err := d.checkPrivate(); err != nil {
+		if err := d.CheckPrivate(); err != nil {
 			return sep, err
 		}
 		sep.user, sep.sudo = u.Name, mode == privilege.Sudo
-		sep.privateDir = d.file(PrivateDirName)
+		sep.privateDir = d.File(supervisor.PrivateDirName)
 		if privateDir != "" {
 			if sep.privateDir, err = filepath.Abs(privateDir); err != nil {
 				return sep, err

@@ -1,3 +1,11 @@
+// Package agent owns the bootstrap: the ordered steps that give a CI job
+// its module proxy — policy, identity, custody and least privilege, the
+// detached loopback agent, the exported environment, warming the module
+// cache, and the diagnosis and its reports — and the CI front ends' setup
+// and report steps around it (frontend.go). It only orchestrates: the
+// agent process is started, asked and stopped by agent/supervisor, and the
+// work is done by the packages below (warm, diagnose, privilege, tlsauth,
+// policies).
 package agent
 
 import (
@@ -21,6 +29,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
 	"github.com/goproxy-setup/goproxy-setup/agent/privilege"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
+	"github.com/goproxy-setup/goproxy-setup/agent/supervisor"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
@@ -29,6 +38,9 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
+
+// EnvVar is one variable exported to the job.
+type EnvVar = policies.EnvVar
 
 // Config configures Setup: the Contract's shared flags plus the front
 // end's choices.
@@ -120,7 +132,7 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res := &Result{StateDir: cfg.StateDir}
 	if res.StateDir == "" {
-		res.StateDir = DefaultStateDir()
+		res.StateDir = supervisor.DefaultStateDir()
 	}
 
 	// 1. Policy: the one path from policy to routes to the exported
@@ -137,11 +149,13 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	res.Upstreams = redact.List(pol.DefaultRoute.List())
 
 	// 2. Identity.
-	d, err := openStateDir(res.StateDir)
+	// The state dir is opened once, checked, and used through that
+	// handle by every step.
+	d, err := supervisor.OpenStateDir(res.StateDir)
 	if err != nil {
 		return res, err
 	}
-	d.Close()
+	defer d.Close()
 	jobUID, err := resolveJobUser(cfg.JobUser)
 	if err != nil {
 		return res, err
@@ -169,17 +183,14 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 		if id, err = tlsauth.New(cert); err != nil {
 			return res, err
 		}
-		if handoff.CertPEM, handoff.KeyPEM, err = IdentityPEM(cert); err != nil {
+		if handoff.CertPEM, handoff.KeyPEM, err = tlsauth.IdentityPEM(cert); err != nil {
 			return res, err
 		}
 	case cfg.ClientCert != "" || cfg.ClientKey != "":
-		if cfg.ClientCert == "" || cfg.ClientKey == "" {
-			return res, errkind.Mark(errkind.BadInput, errors.New("--client-cert and --client-key go together: give both or neither"))
-		}
-		if id, err = tlsauth.LoadFiles(cfg.ClientCert, cfg.ClientKey); err != nil {
+		if id, err = tlsauth.LoadPair(cfg.ClientCert, cfg.ClientKey); err != nil {
 			return res, err
 		}
-		if handoff.CertPEM, handoff.KeyPEM, err = IdentityPEM(*id.Certificate()); err != nil {
+		if handoff.CertPEM, handoff.KeyPEM, err = tlsauth.IdentityPEM(*id.Certificate()); err != nil {
 			return res, err
 		}
 	}
@@ -202,7 +213,7 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.AgentUID != 0 {
 		pol.Privilege.UID = cfg.AgentUID
 	}
-	sep, err := planSeparation(ctx, pol, res.StateDir, cfg.AgentDir, log)
+	sep, err := planSeparation(ctx, pol, d, cfg.AgentDir, log)
 	log.Debug("privilege planned", "mode", sep.report.Mode, "user", sep.user, "elapsed", time.Since(start))
 	res.Privilege = sep.report.Lines()
 	if w := sep.report.Warning(); w != "" {
@@ -229,10 +240,9 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 		args = append(args, "--ca-cert", abs)
 	}
 	args = append(args, cfg.AgentArgs...)
-	st, err := Start(ctx, StartConfig{
+	st, err := supervisor.Start(ctx, d, supervisor.StartConfig{
 		Executable: cfg.Executable,
 		Args:       args,
-		StateDir:   res.StateDir,
 		Handoff:    handoff,
 		RunAs:      sep.user,
 		Sudo:       sep.sudo,
@@ -293,7 +303,7 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 				}
 				err = errkind.Mark(kind, err)
 				if ctx.Err() == nil {
-					if merr := MarkSetupDone(ctx, res.StateDir); merr != nil {
+					if merr := supervisor.MarkSetupDone(ctx, d); merr != nil {
 						log.Debug("could not record the failure count", "error", merr)
 					}
 				}
@@ -303,7 +313,7 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	res.Elapsed = time.Since(start)
-	return res, MarkSetupDone(ctx, res.StateDir)
+	return res, supervisor.MarkSetupDone(ctx, d)
 }
 
 // resolveJobUser returns the uid of the job's user: name is a user name or

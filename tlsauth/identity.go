@@ -279,11 +279,7 @@ func WriteFiles(dir string, cert tls.Certificate) (certFile, keyFile string, err
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", "", fmt.Errorf("write client identity: %w", err)
 	}
-	var certPEM bytes.Buffer
-	for _, der := range cert.Certificate {
-		_ = pem.Encode(&certPEM, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	}
-	keyPEM, err := EncodeKey(cert.PrivateKey)
+	certPEM, keyPEM, err := IdentityPEM(cert)
 	if err != nil {
 		return "", "", err
 	}
@@ -291,10 +287,33 @@ func WriteFiles(dir string, cert tls.Certificate) (certFile, keyFile string, err
 	if err := atomicfile.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		return "", "", err
 	}
-	if err := atomicfile.WriteFile(certFile, certPEM.Bytes(), 0o644); err != nil {
+	if err := atomicfile.WriteFile(certFile, certPEM, 0o644); err != nil {
 		return "", "", err
 	}
 	return certFile, keyFile, nil
+}
+
+// IdentityPEM returns the PEM encoding of a certificate chain and its key
+// (PKCS#8), as WriteFiles writes them and the agent's handoff carries them.
+func IdentityPEM(cert tls.Certificate) (certPEM, keyPEM []byte, err error) {
+	var b bytes.Buffer
+	for _, der := range cert.Certificate {
+		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+	}
+	keyPEM, err = EncodeKey(cert.PrivateKey)
+	return b.Bytes(), keyPEM, err
+}
+
+// LoadPair is LoadFiles for an optional identity given as a pair of
+// flags: nil when both files are empty, bad input when only one is given.
+func LoadPair(certFile, keyFile string) (*Identity, error) {
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, errkind.Mark(errkind.BadInput, errors.New("--client-cert and --client-key go together: give both or neither"))
+	}
+	return LoadFiles(certFile, keyFile)
 }
 
 // EncodeKey returns key as a PKCS#8 PEM block.

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/mod/module"
+
+	"github.com/goproxy-setup/goproxy-setup/agent/wire"
 )
 
 // FuzzHandler sends raw request lines through the whole handler with a
@@ -88,13 +90,13 @@ func FuzzHandler(f *testing.F) {
 				t.Fatalf("%s %s: forwarded, upstream answered 404, client got %d", method, target, code)
 			}
 		default:
-			if code == http.StatusOK && !strings.Contains(req.URL.Path, "/"+AdminPrefix) {
+			if code == http.StatusOK && !strings.Contains(req.URL.Path, "/"+wire.AdminPrefix) {
 				t.Fatalf("%s %s: 200 without forwarding", method, target)
 			}
 			rest, ok := strings.CutPrefix(req.URL.Path, "/"+testToken+"/")
 			ok = ok || tokenPath
 			_, perr := ParsePath(rest)
-			if ok && perr != nil && req.Method == http.MethodGet && !strings.HasPrefix(rest, AdminPrefix) &&
+			if ok && perr != nil && req.Method == http.MethodGet && !strings.HasPrefix(rest, wire.AdminPrefix) &&
 				strings.HasPrefix(req.RequestURI, "/") && !slices.Contains([]int{400, 404}, code) {
 				t.Fatalf("%s %s: malformed path answered %d, want 400", method, target, code)
 			}

@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
+	"github.com/goproxy-setup/goproxy-setup/agent/wire"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 )
 
@@ -61,10 +62,6 @@ type Config struct {
 	// warn level; nil is silent.
 	Logger hclog.Logger
 }
-
-// AdminPrefix is the path under the capability token for the agent's own
-// endpoints (health, stats). A module path cannot start with a dot.
-const AdminPrefix = ".goproxy-setup/"
 
 // Handler is the forwarder. It is safe for concurrent use.
 type Handler struct {
@@ -122,7 +119,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if adm, ok := strings.CutPrefix(rest, AdminPrefix); ok {
+	if adm, ok := strings.CutPrefix(rest, wire.AdminPrefix); ok {
 		h.serveAdmin(w, r, adm)
 		return
 	}
@@ -385,7 +382,7 @@ func oneLine(err error) string {
 }
 
 func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request, op string) {
-	if op == "stop" {
+	if op == wire.Stop {
 		if r.Method != http.MethodPost || h.cfg.Stop == nil {
 			http.Error(w, "goproxy-setup: POST to stop", http.StatusMethodNotAllowed)
 			return
@@ -399,15 +396,15 @@ func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request, op string) 
 		return
 	}
 	switch op {
-	case "health":
+	case wire.Health:
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
-	case "stats":
+	case wire.Stats:
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		enc.Encode(h.Stats())
-	case "diagnoses":
+	case wire.Diagnoses:
 		var ds []string
 		if h.cfg.Diagnoses != nil {
 			ds = h.cfg.Diagnoses()

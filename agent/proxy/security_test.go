@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
+	"github.com/goproxy-setup/goproxy-setup/agent/wire"
 	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
@@ -246,7 +247,7 @@ func TestCanarySecretsNeverShown(t *testing.T) {
 		for _, e := range c.Entries() {
 			shown = append(shown, e.String())
 		}
-		_, sbody, _ := fetch(t, http.DefaultClient, srv.URL+"/"+token+"/"+AdminPrefix+"stats")
+		_, sbody, _ := fetch(t, http.DefaultClient, srv.URL+"/"+token+"/"+wire.AdminPrefix+"stats")
 		shown = append(shown, string(sbody))
 		for i, s := range shown {
 			if strings.Contains(s, canary) {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
+	"github.com/goproxy-setup/goproxy-setup/agent/wire"
 )
 
 // ConnLimits bound what local peers can hold open on the agent. The job's
@@ -222,7 +222,7 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 // identity endpoint that proves to 'stop' which process it is about to
 // signal.
 func guardHandler(g *guard, token, nonce string, next http.Handler) http.Handler {
-	identity := "/" + token + "/" + proxy.AdminPrefix + "identity"
+	identity := wire.AdminURL("/"+token, wire.Identity)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if c, ok := r.Context().Value(guardConnKey{}).(*guardConn); ok && !g.served(c.uid) {
 			w.Header().Set("Connection", "close")
@@ -239,7 +239,7 @@ func guardHandler(g *guard, token, nonce string, next http.Handler) http.Handler
 		}
 		if nonce != "" && len(r.URL.Path) == len(identity) && subtle.ConstantTimeCompare([]byte(r.URL.Path), []byte(identity)) == 1 {
 			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(AgentIdentity{Nonce: nonce, PID: os.Getpid()})
+			json.NewEncoder(w).Encode(wire.AgentIdentity{Nonce: nonce, PID: os.Getpid()})
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -256,11 +256,4 @@ func refuseBody(w http.ResponseWriter) {
 	rc := http.NewResponseController(w)
 	rc.Flush()
 	rc.SetReadDeadline(time.Now())
-}
-
-// AgentIdentity is what the agent's identity endpoint answers: the nonce
-// the bootstrap handed it and its process id.
-type AgentIdentity struct {
-	Nonce string `json:"nonce"`
-	PID   int    `json:"pid"`
 }

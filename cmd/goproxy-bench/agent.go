@@ -24,9 +24,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/goproxy-setup/goproxy-setup/agent"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
 	"github.com/goproxy-setup/goproxy-setup/agent/server"
+	"github.com/goproxy-setup/goproxy-setup/agent/wire"
 	"github.com/goproxy-setup/goproxy-setup/internal/modgen"
 	"github.com/goproxy-setup/goproxy-setup/internal/pki"
 	"github.com/goproxy-setup/goproxy-setup/policies"
@@ -142,7 +142,7 @@ func (agentBench) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	certPEM, keyPEM, err := agent.IdentityPEM(clientCert)
+	certPEM, keyPEM, err := tlsauth.IdentityPEM(clientCert)
 	if err != nil {
 		return err
 	}
@@ -494,7 +494,7 @@ func failover(ctx context.Context, files map[string][]byte, tc *tls.Config, cert
 
 func agentStats(base string) (proxy.Stats, error) {
 	var st proxy.Stats
-	resp, err := http.Get(base + "/" + proxy.AdminPrefix + "stats")
+	resp, err := http.Get(wire.AdminURL(base, wire.Stats))
 	if err != nil {
 		return st, err
 	}

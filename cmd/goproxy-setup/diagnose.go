@@ -16,6 +16,7 @@ import (
 
 	"github.com/goproxy-setup/goproxy-setup/agent"
 	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
+	"github.com/goproxy-setup/goproxy-setup/agent/supervisor"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
@@ -112,7 +113,7 @@ func (diagnoseCmd) Run(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	dir := c.stateDir
 	if dir == "" {
-		dir = agent.DefaultStateDir()
+		dir = supervisor.DefaultStateDir()
 	}
 	path := ""
 	if err := os.MkdirAll(dir, 0o700); err == nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/goproxy-setup/goproxy-setup/agent"
 	"github.com/goproxy-setup/goproxy-setup/agent/ci"
+	"github.com/goproxy-setup/goproxy-setup/agent/supervisor"
 )
 
 func init() { register(runCmd{}) }
@@ -108,7 +109,7 @@ func (runCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		// it rather than leave it running after the caller gave up.
 		if res != nil && res.PID != 0 {
 			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-			if _, serr := agent.Stop(stopCtx, res.StateDir); serr != nil {
+			if serr := stopAgent(stopCtx, res.StateDir); serr != nil {
 				cfg.Logger.Debug("stopping the agent after the failure", "error", serr)
 			}
 			cancel()
@@ -135,6 +136,17 @@ func (runCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // writeEnv prints the variables to export, GOPROXY first, validated so a
 // value cannot smuggle a second assignment into an eval'd script.
+// stopAgent stops the agent recorded in stateDir.
+func stopAgent(ctx context.Context, stateDir string) error {
+	d, err := supervisor.OpenStateDir(stateDir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	_, err = supervisor.Stop(ctx, d)
+	return err
+}
+
 func writeEnv(w io.Writer, format string, env []agent.EnvVar) error {
 	f, err := ci.ParseFormat(format)
 	if err != nil {

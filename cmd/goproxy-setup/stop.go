@@ -7,12 +7,11 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 
-	"github.com/goproxy-setup/goproxy-setup/agent"
+	"github.com/goproxy-setup/goproxy-setup/agent/supervisor"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 )
 
@@ -27,7 +26,7 @@ func (stopCmd) Name() string     { return "stop" }
 func (stopCmd) Synopsis() string { return "stop the running agent and print its final stats" }
 
 func (stopCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return statsCommand(ctx, "stop", args, stdout, stderr, agent.Stop)
+	return statsCommand(ctx, "stop", args, stdout, stderr, supervisor.Stop)
 }
 
 type statusCmd struct{}
@@ -36,10 +35,10 @@ func (statusCmd) Name() string     { return "status" }
 func (statusCmd) Synopsis() string { return "print the running agent's stats" }
 
 func (statusCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return statsCommand(ctx, "status", args, stdout, stderr, agent.Status)
+	return statsCommand(ctx, "status", args, stdout, stderr, supervisor.Status)
 }
 
-func statsCommand(ctx context.Context, name string, args []string, stdout, stderr io.Writer, get func(context.Context, string) (*agent.Stats, error)) error {
+func statsCommand(ctx context.Context, name string, args []string, stdout, stderr io.Writer, get func(context.Context, *supervisor.StateDir) (*supervisor.Stats, error)) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	stateDir := fs.String("state-dir", "", "the agent's state directory (as given to run)")
 	asJSON := fs.Bool("json", false, "print the stats as JSON")
@@ -49,9 +48,14 @@ func statsCommand(ctx context.Context, name string, args []string, stdout, stder
 	}
 	dir := *stateDir
 	if dir == "" {
-		dir = agent.DefaultStateDir()
+		dir = supervisor.DefaultStateDir()
 	}
-	s, err := get(ctx, dir)
+	d, err := supervisor.OpenStateDir(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	s, err := get(ctx, d)
 	if err != nil {
 		return err
 	}
@@ -65,12 +69,12 @@ func statsCommand(ctx context.Context, name string, args []string, stdout, stder
 		writeStats(stdout, s)
 	}
 	if *failOnErrors && s.FailedAfterSetup > 0 {
-		return errkind.Mark(errkind.Unreachable, fmt.Errorf("%d module fetches failed after setup (by layer: %s); see the agent log (%s) and 'goproxy-setup diagnose'", s.FailedAfterSetup, formatCounts(s.ErrorsByLayer), filepath.Join(dir, "agent.log")))
+		return errkind.Mark(errkind.Unreachable, fmt.Errorf("%d module fetches failed after setup (by layer: %s); see the agent log (%s) and 'goproxy-setup diagnose'", s.FailedAfterSetup, formatCounts(s.ErrorsByLayer), d.File("agent.log")))
 	}
 	return nil
 }
 
-func writeStats(w io.Writer, s *agent.Stats) {
+func writeStats(w io.Writer, s *supervisor.Stats) {
 	fmt.Fprintf(w, "agent pid %d, up %s\n", s.PID, s.Uptime)
 	fmt.Fprintf(w, "  requests           %d\n", s.Requests)
 	kinds := make([]string, 0, len(s.Served))

@@ -6,7 +6,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/goproxy-setup/goproxy-setup/agent/server"
+	"github.com/goproxy-setup/goproxy-setup/agent/routes"
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
@@ -21,19 +21,12 @@ func loadPolicy(c *commonFlags) (*policies.Policy, error) {
 // loadIdentity returns the client identity and extra roots named by the
 // common flags (nil when not given).
 func loadIdentity(c *commonFlags) (*tlsauth.Identity, *x509.CertPool, error) {
-	var id *tlsauth.Identity
-	if c.clientCert != "" || c.clientKey != "" {
-		if c.clientCert == "" || c.clientKey == "" {
-			return nil, nil, usageErrorf("--client-cert and --client-key go together: give both or neither")
-		}
-		var err error
-		if id, err = tlsauth.LoadFiles(c.clientCert, c.clientKey); err != nil {
-			return nil, nil, err
-		}
+	id, err := tlsauth.LoadPair(c.clientCert, c.clientKey)
+	if err != nil {
+		return nil, nil, err
 	}
 	var roots *x509.CertPool
 	if c.caCert != "" {
-		var err error
 		if roots, err = tlsauth.LoadRoots(c.caCert); err != nil {
 			return nil, nil, err
 		}
@@ -52,7 +45,7 @@ func newSource(ctx context.Context, c *commonFlags, logger hclog.Logger) (warm.S
 	if err != nil {
 		return nil, nil, err
 	}
-	f, err := server.NewFetcher(pol, id, roots, c.timeout, logger)
+	f, err := routes.New(pol, id, roots, c.timeout, logger)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/goproxy-setup/goproxy-setup/agent"
+	"github.com/goproxy-setup/goproxy-setup/agent/supervisor"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
@@ -137,7 +138,7 @@ func diagnoseAfterWarm(ctx context.Context, c *commonFlags, pol *policies.Policy
 	id, roots, _ := loadIdentity(c)
 	dir := c.stateDir
 	if dir == "" {
-		dir = agent.DefaultStateDir()
+		dir = supervisor.DefaultStateDir()
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return werr

@@ -52,21 +52,37 @@ func rel(p string) string { return strings.TrimPrefix(strings.TrimPrefix(p, mod)
 func layer(p string) int {
 	switch r := rel(p); {
 	case strings.HasPrefix(r, "cmd/") && strings.Contains(r, "/internal/"):
-		return 5 // a command's own library (the demo)
+		return 6 // a command's own library (the demo)
 	case strings.HasPrefix(r, "cmd/"):
-		return 6
+		return 7
 	case r == "agent":
+		return 5 // the bootstrap: orchestrates the steps, and the CI glue
+	case r == "agent/server", r == "agent/supervisor":
+		// The two sides of one process boundary: the agent process and
+		// the bootstrap's supervisor of it. Same layer, so neither
+		// imports the other: they share agent/wire.
 		return 4
-	case r == "agent/server":
-		return 3 // the agent process: what the bootstrap starts
+	case r == "agent/routes":
+		return 3 // the policy's routes as upstream clients (uses proxy's path parser)
 	case r == "agent/proxy", r == "agent/warm", r == "agent/ci", r == "agent/image", r == "agent/privilege":
 		return 2
 	case r == "agent/upstream", r == "agent/diagnose":
 		return 1
-	case r == "tlsauth", r == "policies":
+	case r == "tlsauth", r == "policies", r == "agent/wire":
 		return 0
 	}
 	return -1 // internal/: checked by TestInternal
+}
+
+// TestLayersKnown: every package outside internal/ has a layer, so a new
+// package cannot slip past TestImportDirection unranked.
+func TestLayersKnown(t *testing.T) {
+	t.Parallel()
+	for _, p := range list(t, "./...") {
+		if layer(p.ImportPath) < 0 && !strings.HasPrefix(rel(p.ImportPath), "internal/") {
+			t.Errorf("%s has no layer in depcheck: rank it in layer()", rel(p.ImportPath))
+		}
+	}
 }
 
 // testSupport reports whether p is a test harness: imported by tests only.

@@ -1,4 +1,4 @@
-package agent
+package supervisor
 
 import (
 	"bytes"
@@ -12,8 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
-	"github.com/goproxy-setup/goproxy-setup/agent/server"
+	"github.com/goproxy-setup/goproxy-setup/agent/wire"
 	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
@@ -53,8 +52,8 @@ func procExe(pid int) (string, error) {
 }
 
 // agentIdentity asks the agent at st's address for its nonce and pid.
-func agentIdentity(ctx context.Context, st *State) (*server.AgentIdentity, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, st.BaseURL+"/"+proxy.AdminPrefix+"identity", nil)
+func agentIdentity(ctx context.Context, st *State) (*wire.AgentIdentity, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, wire.AdminURL(st.BaseURL, wire.Identity), nil)
 	if err != nil {
 		return nil, errors.New("agent state holds a malformed URL")
 	}
@@ -66,7 +65,7 @@ func agentIdentity(ctx context.Context, st *State) (*server.AgentIdentity, error
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("identity: status %d", resp.StatusCode)
 	}
-	var id server.AgentIdentity
+	var id wire.AgentIdentity
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&id); err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}

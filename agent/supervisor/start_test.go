@@ -1,4 +1,4 @@
-package agent
+package supervisor
 
 import (
 	"context"
@@ -33,7 +33,12 @@ func TestAgentFailedKind(t *testing.T) {
 			if err := os.WriteFile(exe, []byte(script), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			_, err := Start(context.Background(), StartConfig{Executable: exe, StateDir: filepath.Join(dir, "state"), Handoff: privilege.Secrets{Token: "t"}})
+			d, err := OpenStateDir(filepath.Join(dir, "state"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			_, err = Start(context.Background(), d, StartConfig{Executable: exe, Handoff: privilege.Secrets{Token: "t"}})
 			if err == nil {
 				t.Fatal("Start of an agent that exits succeeded")
 			}

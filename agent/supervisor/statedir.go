@@ -1,4 +1,4 @@
-package agent
+package supervisor
 
 import (
 	"errors"
@@ -17,20 +17,20 @@ import (
 // inside the state dir.
 const PrivateDirName = "private"
 
-// stateDir is an opened state directory: the directory itself reached
+// StateDir is an opened state directory: the directory itself reached
 // without following a symbolic link, checked to belong to the invoking
 // user (or root) and not to be writable by others, and every file in it
 // opened relative to it with O_NOFOLLOW. Root running 'run' or 'stop' in a
 // state dir another user prepared would otherwise follow the links that
 // user planted (append its log to /etc/shadow, chmod a link's target).
-type stateDir struct {
+type StateDir struct {
 	path string
 	f    *os.File
 }
 
-// openStateDir creates path (mode 0700, parents 0755) when missing and
+// OpenStateDir creates path (mode 0700, parents 0755) when missing and
 // opens it. Refusals are errkind.BadInput naming the path and the fix.
-func openStateDir(path string) (*stateDir, error) {
+func OpenStateDir(path string) (*StateDir, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("state dir %q: %w", path, err))
@@ -48,7 +48,7 @@ func openStateDir(path string) (*stateDir, error) {
 		}
 		return nil, errkind.Mark(errkind.Local, fmt.Errorf("state dir %s: %w", abs, err))
 	}
-	d := &stateDir{path: abs, f: os.NewFile(uintptr(fd), abs)}
+	d := &StateDir{path: abs, f: os.NewFile(uintptr(fd), abs)}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		d.Close()
@@ -66,23 +66,26 @@ func openStateDir(path string) (*stateDir, error) {
 }
 
 // Close closes the directory.
-func (d *stateDir) Close() error { return d.f.Close() }
+func (d *StateDir) Close() error { return d.f.Close() }
 
-// file returns the path of name in the state dir, for messages.
-func (d *stateDir) file(name string) string { return filepath.Join(d.path, name) }
+// Path returns the state dir's absolute path.
+func (d *StateDir) Path() string { return d.path }
+
+// File returns the path of name in the state dir, for messages.
+func (d *StateDir) File(name string) string { return filepath.Join(d.path, name) }
 
 // open opens name in the directory without following a symbolic link, and
 // only a regular file with one link (a hard link to another file is as
 // dangerous as a symbolic one).
-func (d *stateDir) open(name string, flag int, perm uint32) (*os.File, error) {
+func (d *StateDir) open(name string, flag int, perm uint32) (*os.File, error) {
 	fd, err := unix.Openat(int(d.f.Fd()), name, flag|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, perm)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) {
-			return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("%s is a symbolic link: remove it (nothing in the state dir may be a link)", d.file(name)))
+			return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("%s is a symbolic link: remove it (nothing in the state dir may be a link)", d.File(name)))
 		}
-		return nil, &fs.PathError{Op: "open", Path: d.file(name), Err: err}
+		return nil, &fs.PathError{Op: "open", Path: d.File(name), Err: err}
 	}
-	f := os.NewFile(uintptr(fd), d.file(name))
+	f := os.NewFile(uintptr(fd), d.File(name))
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		f.Close()
@@ -90,7 +93,7 @@ func (d *stateDir) open(name string, flag int, perm uint32) (*os.File, error) {
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 {
 		f.Close()
-		return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("%s is not a plain file (or has other hard links): remove it", d.file(name)))
+		return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("%s is not a plain file (or has other hard links): remove it", d.File(name)))
 	}
 	if err := unix.SetNonblock(fd, false); err != nil {
 		f.Close()
@@ -100,7 +103,7 @@ func (d *stateDir) open(name string, flag int, perm uint32) (*os.File, error) {
 }
 
 // readFile reads name (at most 1 MiB) without following a link.
-func (d *stateDir) readFile(name string) ([]byte, error) {
+func (d *StateDir) readFile(name string) ([]byte, error) {
 	f, err := d.open(name, unix.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
@@ -109,22 +112,22 @@ func (d *stateDir) readFile(name string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, 1<<20))
 }
 
-// chmod sets the directory's own mode (never a link's target).
-func (d *stateDir) chmod(mode os.FileMode) error { return d.f.Chmod(mode) }
+// Chmod sets the directory's own mode (never a link's target).
+func (d *StateDir) Chmod(mode os.FileMode) error { return d.f.Chmod(mode) }
 
-// checkPrivate refuses a private directory that is a symbolic link or not
+// CheckPrivate refuses a private directory that is a symbolic link or not
 // a directory.
-func (d *stateDir) checkPrivate() error {
+func (d *StateDir) CheckPrivate() error {
 	var st unix.Stat_t
 	err := unix.Fstatat(int(d.f.Fd()), PrivateDirName, &st, unix.AT_SYMLINK_NOFOLLOW)
 	if errors.Is(err, unix.ENOENT) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %w", d.file(PrivateDirName), err)
+		return fmt.Errorf("%s: %w", d.File(PrivateDirName), err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return errkind.Mark(errkind.BadInput, fmt.Errorf("%s is a symbolic link or not a directory: remove it (the agent keeps its key copy there)", d.file(PrivateDirName)))
+		return errkind.Mark(errkind.BadInput, fmt.Errorf("%s is a symbolic link or not a directory: remove it (the agent keeps its key copy there)", d.File(PrivateDirName)))
 	}
 	return nil
 }
@@ -132,11 +135,11 @@ func (d *stateDir) checkPrivate() error {
 // removePrivate removes the agent's private directory and the key copies
 // in it. It never follows a link: a planted link is an error
 // (errkind.BadInput), not removed through.
-func (d *stateDir) removePrivate() error {
-	if err := d.checkPrivate(); err != nil {
+func (d *StateDir) removePrivate() error {
+	if err := d.CheckPrivate(); err != nil {
 		return err
 	}
-	return removeTree(int(d.f.Fd()), PrivateDirName, d.file(PrivateDirName))
+	return removeTree(int(d.f.Fd()), PrivateDirName, d.File(PrivateDirName))
 }
 
 // removeTree removes name in dirfd recursively, relative to directory

@@ -1,18 +1,18 @@
-// Package agent owns the bootstrap: the ordered steps that give a CI job
-// its module proxy — policy, identity, custody and least privilege, the
-// detached loopback agent, the exported environment, warming the module
-// cache, and the report. It only orchestrates; the work is done by the
-// packages below it: the agent process it starts (agent/server) and proxy,
-// upstream, warm, diagnose, privilege, tlsauth, policies.
-package agent
+// Package supervisor is the bootstrap's side of the agent process: it
+// starts the agent detached (Start: the handoff on its stdin, one readiness
+// line on a pipe, its log in the state dir), asks it for its statistics
+// (Status), and stops it (Stop) only once it has proven that the process is
+// that agent (procid.go: start time, executable, nonce). It owns the state
+// dir (StateDir: opened once, refusing links and other users' directories;
+// agent.json, agent.log, the agent user's private directory) and speaks
+// the protocol of agent/wire, which the agent process (agent/server) speaks
+// from the other side; neither imports the other.
+package supervisor
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -29,16 +29,12 @@ import (
 
 	"github.com/goproxy-setup/goproxy-setup/agent/privilege"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
+	"github.com/goproxy-setup/goproxy-setup/agent/wire"
 	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
-	"github.com/goproxy-setup/goproxy-setup/policies"
-	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
-
-// EnvVar is one variable exported to the job.
-type EnvVar = policies.EnvVar
 
 // State is what the bootstrap records about a running agent in the state
 // directory (agent.json, mode 0600). It holds the capability URL, so it is
@@ -80,17 +76,8 @@ func DefaultStateDir() string {
 	return filepath.Join(os.TempDir(), fmt.Sprintf("goproxy-setup-%d", os.Getuid()))
 }
 
-// ReadState reads the state file of the agent in stateDir.
-func ReadState(stateDir string) (*State, error) {
-	d, err := openStateDir(stateDir)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	return d.readState()
-}
-
-func (d *stateDir) readState() (*State, error) {
+// ReadState reads the state file of the agent in the state dir.
+func (d *StateDir) ReadState() (*State, error) {
 	b, err := d.readFile(StateFile)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -100,19 +87,19 @@ func (d *stateDir) readState() (*State, error) {
 	}
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("read agent state %s: malformed (remove it)", d.file(StateFile)))
+		return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("read agent state %s: malformed (remove it)", d.File(StateFile)))
 	}
 	return &s, nil
 }
 
-func (d *stateDir) writeState(s *State) error {
+func (d *StateDir) writeState(s *State) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
 	}
 	// atomicfile renames a temp file over the name: a link planted there
 	// is replaced, never followed; the directory itself is checked.
-	return atomicfile.WriteFile(d.file(StateFile), b, 0o600)
+	return atomicfile.WriteFile(d.File(StateFile), b, 0o600)
 }
 
 // StartConfig configures Start.
@@ -124,8 +111,6 @@ type StartConfig struct {
 	// log-level…), passed through; never secrets: ps shows them to every
 	// local user.
 	Args []string
-	// StateDir holds agent.json and agent.log.
-	StateDir string
 	// Handoff is written to the agent's stdin: the token, identity,
 	// upstream list and network settings. Start sets its Nonce.
 	Handoff privilege.Secrets
@@ -144,21 +129,16 @@ type StartConfig struct {
 // starts it therefore ends normally, and the agent outlives it. An agent
 // already recorded in the state dir is stopped first (when it is proven to
 // be the agent; stale state is removed, never trusted), and key copies a
-// crashed agent left behind are removed.
-func Start(ctx context.Context, cfg StartConfig) (*State, error) {
+// crashed agent left behind are removed. d holds agent.json and agent.log.
+func Start(ctx context.Context, d *StateDir, cfg StartConfig) (*State, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	d, err := openStateDir(cfg.StateDir)
-	if err != nil {
+	if err := d.CheckPrivate(); err != nil {
 		return nil, err
 	}
-	defer d.Close()
-	if err := d.checkPrivate(); err != nil {
-		return nil, err
-	}
-	if old, err := d.readState(); err == nil {
+	if old, err := d.ReadState(); err == nil {
 		log.Info("replacing the agent recorded for this state dir", "pid", old.PID)
 		stopAgent(ctx, old, log)
 	}
@@ -166,6 +146,7 @@ func Start(ctx context.Context, cfg StartConfig) (*State, error) {
 		return nil, err
 	}
 	exe := cfg.Executable
+	var err error
 	if exe == "" {
 		if exe, err = os.Executable(); err != nil {
 			return nil, fmt.Errorf("find own executable: %w", err)
@@ -174,7 +155,7 @@ func Start(ctx context.Context, cfg StartConfig) (*State, error) {
 	if r, err := filepath.EvalSymlinks(exe); err == nil {
 		exe = r
 	}
-	logPath := d.file("agent.log")
+	logPath := d.File("agent.log")
 	logf, err := d.open("agent.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open agent log: %w", err)
@@ -184,7 +165,7 @@ func Start(ctx context.Context, cfg StartConfig) (*State, error) {
 	if handoff.Nonce, err = proxy.NewToken(); err != nil {
 		return nil, err
 	}
-	args := append([]string{"agent", "--handoff-stdin", "--ready-fd", "1"}, cfg.Args...)
+	args := append([]string{wire.Command, "--" + wire.HandoffFlag, "--" + wire.ReadyFDFlag, "1"}, cfg.Args...)
 	if cfg.RunAs != "" {
 		args = append(args, "--run-as", cfg.RunAs)
 	}
@@ -238,7 +219,7 @@ func Start(ctx context.Context, cfg StartConfig) (*State, error) {
 	line := make(chan string, 1)
 	go func() {
 		s, _ := bufio.NewReader(stdout).ReadString('\n')
-		line <- strings.TrimSpace(s)
+		line <- s
 	}()
 	var ready string
 	select {
@@ -250,7 +231,7 @@ func Start(ctx context.Context, cfg StartConfig) (*State, error) {
 		cmd.Process.Kill()
 		return nil, ctx.Err()
 	}
-	addr, ok := strings.CutPrefix(ready, "ready ")
+	addr, ok := wire.ParseReady(ready)
 	if !ok {
 		// The agent says why before it exits: let it finish its log.
 		code := -1
@@ -296,21 +277,21 @@ func Start(ctx context.Context, cfg StartConfig) (*State, error) {
 // directory with its key copies. The directory belongs to the agent user
 // when the agent was separated; a job user with sudo removes it through
 // 'sudo -n'.
-func (d *stateDir) clean(ctx context.Context) error {
+func (d *StateDir) clean(ctx context.Context) error {
 	if err := unix.Unlinkat(int(d.f.Fd()), StateFile, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("remove stale %s: %w", d.file(StateFile), err)
+		return fmt.Errorf("remove stale %s: %w", d.File(StateFile), err)
 	}
 	err := d.removePrivate()
 	if err != nil && errkind.Of(err) != errkind.BadInput && os.Geteuid() != 0 && errors.Is(err, os.ErrPermission) {
 		if privilege.Detect(ctx) == privilege.Sudo {
-			err = privilege.RemoveAsRoot(ctx, d.file(PrivateDirName))
+			err = privilege.RemoveAsRoot(ctx, d.File(PrivateDirName))
 		}
 	}
 	if err != nil {
 		if errkind.Of(err) == errkind.BadInput {
 			return err
 		}
-		return errkind.Mark(errkind.Local, fmt.Errorf("remove the agent's key copies: %w (remove %s as root)", err, d.file(PrivateDirName)))
+		return errkind.Mark(errkind.Local, fmt.Errorf("remove the agent's key copies: %w (remove %s as root)", err, d.File(PrivateDirName)))
 	}
 	return nil
 }
@@ -336,25 +317,14 @@ func agentEnv() []string {
 	return out
 }
 
-// FailPrefix starts the readiness line of an agent that failed before
-// serving: "fail <kind>", where kind is an errkind name, so that the
-// bootstrap keeps the failure's kind instead of guessing it from text.
-const FailPrefix = "fail "
-
 // agentFailed is the error of an agent that exited before serving. Its
 // kind is the one its readiness line names or, when it died without one,
 // the one its exit code means (the command maps a kind to its exit code;
 // DESIGN.md, Contract), never a guess from the log's text. code is -1
 // when unknown.
 func agentFailed(ready string, code int, logPath, tail string) error {
-	kind := errkind.Other
-	if name, ok := strings.CutPrefix(ready, FailPrefix); ok {
-		for k := errkind.Other; k <= errkind.Canceled; k++ {
-			if k.String() == name {
-				kind = k
-			}
-		}
-	} else {
+	kind, ok := wire.FailKind(ready)
+	if !ok {
 		for _, k := range []errkind.Kind{errkind.BadInput, errkind.Unreachable, errkind.Integrity} {
 			if k.ExitCode() == code {
 				kind = k
@@ -365,7 +335,7 @@ func agentFailed(ready string, code int, logPath, tail string) error {
 }
 
 // tail returns the last lines of name in the state dir.
-func (d *stateDir) tail(name string) string {
+func (d *StateDir) tail(name string) string {
 	b, err := d.readFile(name)
 	if err != nil {
 		return "(no log)"
@@ -382,7 +352,7 @@ var adminClient = &http.Client{Timeout: 10 * time.Second}
 func waitHealthy(ctx context.Context, base string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/"+proxy.AdminPrefix+"health", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, wire.AdminURL(base, wire.Health), nil)
 		resp, err := adminClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
@@ -408,9 +378,9 @@ type Stats struct {
 	Diagnoses []string `json:"diagnoses,omitempty"`
 }
 
-// Status returns the running agent's statistics.
-func Status(ctx context.Context, stateDir string) (*Stats, error) {
-	st, err := ReadState(stateDir)
+// Status returns the statistics of the agent running for d.
+func Status(ctx context.Context, d *StateDir) (*Stats, error) {
+	st, err := d.ReadState()
 	if err != nil {
 		return nil, err
 	}
@@ -418,7 +388,7 @@ func Status(ctx context.Context, stateDir string) (*Stats, error) {
 }
 
 func fetchStats(ctx context.Context, st *State) (*Stats, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, st.BaseURL+"/"+proxy.AdminPrefix+"stats", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, wire.AdminURL(st.BaseURL, wire.Stats), nil)
 	if err != nil {
 		return nil, errors.New("agent state holds a malformed URL: run 'goproxy-setup run' again")
 	}
@@ -439,7 +409,7 @@ func fetchStats(ctx context.Context, st *State) (*Stats, error) {
 	s.PID = st.PID
 	s.FailedAfterSetup = s.Failures - st.SetupFailures
 	if s.Failures > 0 {
-		if req, err := http.NewRequestWithContext(ctx, http.MethodGet, st.BaseURL+"/"+proxy.AdminPrefix+"diagnoses", nil); err == nil {
+		if req, err := http.NewRequestWithContext(ctx, http.MethodGet, wire.AdminURL(st.BaseURL, wire.Diagnoses), nil); err == nil {
 			if resp, err := adminClient.Do(req); err == nil {
 				json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&s.Diagnoses)
 				resp.Body.Close()
@@ -451,13 +421,8 @@ func fetchStats(ctx context.Context, st *State) (*Stats, error) {
 
 // MarkSetupDone records the agent's current failure count, so that Stop
 // reports only failures of the job's own steps.
-func MarkSetupDone(ctx context.Context, stateDir string) error {
-	d, err := openStateDir(stateDir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	st, err := d.readState()
+func MarkSetupDone(ctx context.Context, d *StateDir) error {
+	st, err := d.ReadState()
 	if err != nil {
 		return err
 	}
@@ -469,16 +434,11 @@ func MarkSetupDone(ctx context.Context, stateDir string) error {
 	return d.writeState(st)
 }
 
-// Stop stops the agent recorded in stateDir, removes its state and its key
+// Stop stops the agent recorded in d, removes its state and its key
 // copies, and returns its final statistics. A process that cannot be
 // proven to be the agent is not signalled.
-func Stop(ctx context.Context, stateDir string) (*Stats, error) {
-	d, err := openStateDir(stateDir)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	st, err := d.readState()
+func Stop(ctx context.Context, d *StateDir) (*Stats, error) {
+	st, err := d.ReadState()
 	if err != nil {
 		if errkind.Of(err) == errkind.BadInput && errors.Is(err, os.ErrNotExist) {
 			return nil, err
@@ -494,7 +454,7 @@ func Stop(ctx context.Context, stateDir string) (*Stats, error) {
 		s, serr = fetchStats(ctx, st)
 		stopAgent(ctx, st, nil)
 	case gone:
-		serr = errkind.Mark(errkind.Local, fmt.Errorf("the agent recorded in %s is not running (%s): its state and key copies are removed; start one with 'goproxy-setup run'", d.file(StateFile), why))
+		serr = errkind.Mark(errkind.Local, fmt.Errorf("the agent recorded in %s is not running (%s): its state and key copies are removed; start one with 'goproxy-setup run'", d.File(StateFile), why))
 	default:
 		serr = errkind.Mark(errkind.Local, fmt.Errorf("not stopping process %d: %s; the state in %s is removed, the process is left alone", st.PID, why, d.path))
 	}
@@ -514,7 +474,7 @@ func stopAgent(ctx context.Context, st *State, log hclog.Logger) {
 		log.Warn("not signalling the process recorded in the state dir", "pid", st.PID, "reason", why)
 		return
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, st.BaseURL+"/"+proxy.AdminPrefix+"stop", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, wire.AdminURL(st.BaseURL, wire.Stop), nil)
 	if err == nil {
 		if resp, err := adminClient.Do(req); err == nil {
 			resp.Body.Close()
@@ -530,15 +490,4 @@ func stopAgent(ctx context.Context, st *State, log hclog.Logger) {
 	if t, err := procStartTime(st.PID); err == nil && t == st.StartTime {
 		syscall.Kill(st.PID, syscall.SIGTERM)
 	}
-}
-
-// IdentityPEM returns the PEM encoding of a certificate chain and key, for
-// the handoff.
-func IdentityPEM(cert tls.Certificate) (certPEM, keyPEM []byte, err error) {
-	var b bytes.Buffer
-	for _, der := range cert.Certificate {
-		pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	}
-	keyPEM, err = tlsauth.EncodeKey(cert.PrivateKey)
-	return b.Bytes(), keyPEM, err
 }
