@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/mod/module"
+	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 )
 
 // Single-flight for immutable content.
@@ -42,24 +41,18 @@ import (
 // load, and no request ever buffers a whole large body.
 //
 // Buffering a small body completely before answering has a second benefit:
-// a body that breaks mid-stream can be fetched again before any header has
-// gone to cmd/go, so a transient reset heals instead of aborting.
+// a body that breaks mid-stream and cannot be resumed (upstream.ResumeBody
+// continues it where it can) can be fetched again whole before any header
+// has gone to cmd/go, so a transient reset heals instead of aborting.
 const (
 	maxSharedBody = 1 << 20
 	sharedBudget  = 16 << 20
 )
 
-// shareable reports whether req names immutable content.
+// shareable reports whether req names immutable content
+// (upstream.Immutable).
 func shareable(req Request) bool {
-	switch req.Kind {
-	case KindInfo, KindMod, KindZip:
-		// .info also answers queries such as branch names: only a
-		// canonical version is immutable.
-		return module.CanonicalVersion(req.Version) == req.Version
-	case KindSumDB:
-		return bytes.Contains([]byte(req.Path), []byte("/tile/"))
-	}
-	return false
+	return upstream.Immutable(req.Path)
 }
 
 // flightGroup holds the fetches in flight by path.

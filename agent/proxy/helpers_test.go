@@ -211,14 +211,4 @@ func testModules(n, bigZip int) []testenv.Module {
 }
 
 // randomText returns n bytes that do not compress.
-func randomText(n int) string {
-	var b strings.Builder
-	x := uint64(88172645463325252)
-	for b.Len() < n {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		b.WriteByte(byte(x))
-	}
-	return b.String()
-}
+func randomText(n int) string { return string(testenv.Noise(n)) }

@@ -13,13 +13,28 @@ import (
 
 // Breaker configures the circuit breaker kept for every upstream of a
 // Client. After Failures consecutive failures (transport errors, 5xx and
-// 429 answers, bodies that break mid-stream) the upstream's circuit opens:
-// requests skip it at once — to the next entry after '|', or failing fast
-// after ',' as cmd/go would — instead of waiting for timeouts. After
-// Cooldown one trial request is let through (half-open); its success
-// closes the circuit, its failure opens it for another Cooldown. While the
-// circuit is open a health check probes the upstream every HealthInterval
-// and closes the circuit as soon as the upstream answers.
+// 429 answers, bodies that break mid-stream and could not be resumed) the
+// upstream's circuit opens: requests skip it at once — to the next entry
+// after '|', or failing fast after ',' as cmd/go would — instead of waiting
+// for timeouts. After Cooldown one trial request is let through
+// (half-open); its success closes the circuit, its failure opens it for
+// another Cooldown. While the circuit is open a health check probes the
+// upstream every HealthInterval and closes the circuit as soon as the
+// upstream answers.
+//
+// A network event is counted once: a failure counts only when its request
+// was sent after the last failure that counted. Requests that were already
+// in flight when a failure was counted — the other streams cut by the same
+// reset, stalled by the same stall — were hit by that same event, and are
+// counted apart (Counters.CoalescedFailures) without moving the circuit.
+// So a burst of simultaneous failures, however wide, is one failure, and
+// the retries, resumes and new requests sent after it decide whether the
+// upstream is down: an upstream that is down fails each of them, and the
+// circuit opens after Failures of them in a row (every one sent after the
+// previous failure), while a blip heals and closes the count. Each request
+// still fails in bounded time on its own (timeouts, Retry.Attempts), and
+// '|' still fails over per request without waiting for the circuit
+// (docs/resilience.md has the measurements).
 type Breaker struct {
 	// Failures is the number of consecutive failures that open the
 	// circuit; 0 disables the breaker.
@@ -81,6 +96,8 @@ type Health struct {
 	Opens int64 `json:"opens"`
 	// LastError is the most recent failure, redacted ("" when none).
 	LastError string `json:"last_error,omitempty"`
+	// Counters are the upstream's retries and resumes.
+	Counters
 }
 
 type circuitState int
@@ -109,12 +126,14 @@ type circuit struct {
 	opens    int64
 	until    time.Time
 	last     error
+	counted  time.Time // when the last failure that counted was recorded
+	cnt      *counters
 	trial    bool // a half-open trial request is in flight
 	probing  bool // the health-check goroutine runs
 	closeCtx context.Context
 }
 
-func newCircuit(cfg Breaker, name string, log hclog.Logger, ctx context.Context, probe func(context.Context) error) *circuit {
+func newCircuit(cfg Breaker, name string, log hclog.Logger, ctx context.Context, probe func(context.Context) error, cnt *counters) *circuit {
 	if cfg.Cooldown <= 0 {
 		cfg.Cooldown = 30 * time.Second
 	}
@@ -124,7 +143,7 @@ func newCircuit(cfg Breaker, name string, log hclog.Logger, ctx context.Context,
 	if cfg.HealthInterval < 50*time.Millisecond {
 		cfg.HealthInterval = 50 * time.Millisecond
 	}
-	return &circuit{cfg: cfg, name: name, log: log, probe: probe, closeCtx: ctx}
+	return &circuit{cfg: cfg, name: name, log: log, probe: probe, closeCtx: ctx, cnt: cnt}
 }
 
 // allow reports whether a request may go to the upstream now; when not, the
@@ -161,9 +180,11 @@ func (c *circuit) release() {
 	c.mu.Unlock()
 }
 
-// record notes the outcome of a request that allow let through: err nil
-// for success (any answer of a healthy upstream, 404 included).
-func (c *circuit) record(err error) {
+// record notes the outcome of a request that allow let through, sent at
+// sent: err nil for success (any answer of a healthy upstream, 404
+// included). A failure of a request sent before the last counted failure
+// belongs to that failure's event and does not count (see Breaker).
+func (c *circuit) record(err error, sent time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.trial = false
@@ -174,8 +195,15 @@ func (c *circuit) record(err error) {
 		c.state, c.fails, c.last = stateClosed, 0, nil
 		return
 	}
-	c.fails++
 	c.last = err
+	if c.state == stateClosed && sent.Before(c.counted) {
+		if c.cnt != nil {
+			c.cnt.coalesced.Add(1)
+		}
+		return
+	}
+	c.fails++
+	c.counted = time.Now()
 	if c.cfg.Failures <= 0 {
 		return
 	}
@@ -239,7 +267,7 @@ func (c *circuit) startProbeLocked() {
 func (c *circuit) health() Health {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	h := Health{Upstream: c.name, State: c.state.String(), ConsecutiveFailures: c.fails, Opens: c.opens}
+	h := Health{Upstream: c.name, State: c.state.String(), ConsecutiveFailures: c.fails, Opens: c.opens, Counters: c.cnt.snapshot()}
 	if c.last != nil {
 		h.LastError = c.last.Error()
 	}

@@ -111,7 +111,8 @@ type Options struct {
 // that opened the circuit.
 type Client struct {
 	entries  []Entry
-	circuits []*circuit // parallel to entries; nil for direct and off
+	circuits []*circuit  // parallel to entries; nil for direct and off
+	counters []*counters // parallel to entries
 	hc       *http.Client
 	log      hclog.Logger
 	timeout  time.Duration
@@ -133,11 +134,13 @@ func New(opts Options) *Client {
 		close:   cancel,
 	}
 	c.circuits = make([]*circuit, len(c.entries))
+	c.counters = make([]*counters, len(c.entries))
 	for i, e := range c.entries {
 		if e.URL == nil {
 			continue
 		}
-		c.circuits[i] = newCircuit(opts.Breaker, redact.URL(e.URL), log, ctx, c.prober(e))
+		c.counters[i] = &counters{}
+		c.circuits[i] = newCircuit(opts.Breaker, redact.URL(e.URL), log, ctx, c.prober(e), c.counters[i])
 	}
 	return c
 }
@@ -149,7 +152,8 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// Health returns the circuit state of every proxy entry, in list order.
+// Health returns the circuit state and the counters of every proxy entry,
+// in list order.
 func (c *Client) Health() []Health {
 	var out []Health
 	for _, ci := range c.circuits {
@@ -217,7 +221,7 @@ func (c *Client) Get(ctx context.Context, path string) (*http.Response, error) {
 			// attempt, not the whole backoff.
 			ectx = withoutRetry(ctx)
 		}
-		resp, err := c.getVia(ectx, c.circuits[i], e, path)
+		resp, err := c.getVia(withCounters(ectx, c.counters[i]), c.circuits[i], e, path)
 		if err == nil {
 			return resp, nil
 		}
@@ -259,27 +263,37 @@ func (c *Client) Open(ctx context.Context, path string) (io.ReadCloser, error) {
 	return resp.Body, nil
 }
 
-// getVia fetches path from e through its circuit breaker.
+// getVia fetches path from e through its circuit breaker. The body of
+// immutable content resumes where it broke (ResumeBody).
 func (c *Client) getVia(ctx context.Context, ci *circuit, e Entry, path string) (*http.Response, error) {
 	if ok, cerr := ci.allow(); !ok {
 		u := *e.URL
 		u.Path = strings.TrimSuffix(u.Path, "/") + "/" + path
 		return nil, &Error{Upstream: redact.URL(e.URL), URL: redact.URL(&u), Err: cerr}
 	}
+	sent := time.Now()
 	resp, err := c.get(ctx, e, path)
 	switch {
 	case err != nil && ctx.Err() != nil:
 		ci.release() // the caller went away: no verdict on the upstream
 	case breakerFailure(err):
-		ci.record(err)
+		ci.record(err, sent)
 	default:
-		ci.record(nil)
+		ci.record(nil, sent)
 	}
 	if err == nil {
-		// A body that breaks mid-stream counts against the upstream too.
+		resp.Body = ResumeBody(ctx, path, resp, func(ctx context.Context, h http.Header) (*http.Response, error) {
+			resp, err := c.do(ctx, e, path, h)
+			if err != nil {
+				return nil, err
+			}
+			return resp, nil
+		})
+		// A body that breaks mid-stream (and could not be resumed)
+		// counts against the upstream too.
 		u := *e.URL
 		u.Path = strings.TrimSuffix(u.Path, "/") + "/" + path
-		resp.Body = &breakerBody{ReadCloser: resp.Body, ci: ci, ctx: ctx, upstream: redact.URL(e.URL), url: redact.URL(&u)}
+		resp.Body = &breakerBody{ReadCloser: resp.Body, ci: ci, ctx: ctx, sent: sent, upstream: redact.URL(e.URL), url: redact.URL(&u)}
 	}
 	return resp, err
 }
@@ -291,6 +305,7 @@ type breakerBody struct {
 	io.ReadCloser
 	ci       *circuit
 	ctx      context.Context
+	sent     time.Time
 	upstream string
 	url      string
 	once     sync.Once
@@ -300,13 +315,33 @@ func (b *breakerBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && err != io.EOF && b.ctx.Err() == nil {
 		ue := &Error{Upstream: b.upstream, URL: b.url, Err: err}
-		b.once.Do(func() { b.ci.record(ue) })
+		b.once.Do(func() { b.ci.record(ue, b.sent) })
 		return n, ue
 	}
 	return n, err
 }
 
+// get fetches path from e and returns the 200 response, or the failure
+// as an *Error.
 func (c *Client) get(ctx context.Context, e Entry, path string) (*http.Response, error) {
+	resp, err := c.do(ctx, e, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		resp.Body.Close()
+		u := *e.URL
+		u.Path = strings.TrimSuffix(u.Path, "/") + "/" + path
+		return nil, &Error{Upstream: redact.URL(e.URL), URL: redact.URL(&u), StatusCode: resp.StatusCode, Body: string(b)}
+	}
+	return resp, nil
+}
+
+// do sends GET path to e with the extra header fields and returns the
+// response whatever its status; the transport's failure is an *Error.
+// The response header must arrive within the client's timeout.
+func (c *Client) do(ctx context.Context, e Entry, path string, header http.Header) (*http.Response, *Error) {
 	u := *e.URL
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + path
 	u.RawPath = ""
@@ -323,6 +358,9 @@ func (c *Client) get(ctx context.Context, e Entry, path string) (*http.Response,
 		cancel()
 		return nil, &Error{Upstream: redact.URL(e.URL), URL: redact.URL(&u), Err: err}
 	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
 	var timer *time.Timer
 	if c.timeout > 0 {
 		timer = time.AfterFunc(c.timeout, cancel)
@@ -338,12 +376,6 @@ func (c *Client) get(ctx context.Context, e Entry, path string) (*http.Response,
 			err = ue.Err // its message repeats the unredacted URL
 		}
 		return nil, &Error{Upstream: redact.URL(e.URL), URL: redact.URL(&u), Err: err}
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-		resp.Body.Close()
-		cancel()
-		return nil, &Error{Upstream: redact.URL(e.URL), URL: redact.URL(&u), StatusCode: resp.StatusCode, Body: string(b)}
 	}
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil

@@ -285,7 +285,9 @@ type retryTransport struct {
 
 // RoundTrip retries idempotent requests (GET, HEAD) without a body on
 // temporary failures: network errors other than certificate problems, and
-// 429, 502, 503, 504. Backoff doubles from Retry.Backoff with ±50% jitter.
+// 429, 502, 503, 504. Backoff doubles from Retry.Backoff with ±50% jitter
+// (requests that failed together do not come back together); a retry that
+// could not start before the request's deadline is not waited for.
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if (req.Method != http.MethodGet && req.Method != http.MethodHead) || req.Body != nil && req.Body != http.NoBody || req.Context().Value(noRetryKey{}) != nil {
 		return t.next.RoundTrip(req)
@@ -296,11 +298,17 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if attempt >= t.retry.Attempts || !retryable(resp, err) || req.Context().Err() != nil {
 			return resp, err
 		}
+		wait := jittered(backoff)
+		if dl, ok := req.Context().Deadline(); ok && time.Until(dl) < wait {
+			return resp, err
+		}
 		if resp != nil {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 		}
-		wait := jittered(backoff)
+		if c := countersOf(req.Context()); c != nil {
+			c.retries.Add(1)
+		}
 		t.log.Debug("retrying upstream request", "url", redact.URL(req.URL), "attempt", attempt+1, "wait", wait, "cause", retryCause(resp, err))
 		select {
 		case <-time.After(wait):

@@ -36,7 +36,11 @@ func (w *warmer) startSum(ctx context.Context, s *Sum, optional bool) {
 	})
 }
 
-// startInfo fetches m's .info when it is not cached, best-effort.
+// startInfo fetches m's .info when it is not cached, best-effort: cmd/go's
+// build never reads the .info of a module whose zip it does not need (only
+// `go list -m` does), so an upstream that does not have it — a mirror
+// holding exactly what `go mod download` fetched — is a warning, not a
+// failure of m (whose go.mod the build may need all the same).
 func (w *warmer) startInfo(ctx context.Context, m module.Version) {
 	w.mu.Lock()
 	if w.zips[m] {
@@ -74,10 +78,14 @@ func (w *warmer) startInfo(ctx context.Context, m module.Version) {
 				return writeAtomic(e.base+".info", info)
 			})
 		}
+		if err != nil && isNotFound(err) {
+			w.warn(fmt.Sprintf("%s@%s: the upstream has no .info (only `go list -m` reads it offline; the build does not): %v", m.Path, m.Version, err))
+			err = nil
+		}
 		if err != nil {
 			err = fmt.Errorf("info: %w", err)
 		}
-		w.note(m, true, true, int64(len(info)), time.Since(t0), err)
+		w.note(m, true, info != nil, int64(len(info)), time.Since(t0), err)
 	})
 }
 

@@ -70,24 +70,13 @@ func NewTransport() *http.Transport {
 // token and user info hidden).
 func (s HTTPSource) String() string { return redact.URLString(s.BaseURL) }
 
-// Open implements Source.
+// Open implements Source. The body of an immutable file resumes where it
+// breaks when the proxy allows it (upstream.ResumeBody), so the temporary
+// file warm writes it into keeps every byte already received.
 func (s HTTPSource) Open(ctx context.Context, path string) (io.ReadCloser, error) {
-	client := s.Client
-	if client == nil {
-		client = defaultClient
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(s.BaseURL, "/")+"/"+path, nil)
+	resp, err := s.get(ctx, path, nil)
 	if err != nil {
-		// The message of url.Parse errors contains the URL: drop it.
-		return nil, &HTTPError{Upstream: s.String(), Path: path, Err: errors.New("malformed proxy URL")}
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the url.Error's message has the URL, with the token
-		}
-		return nil, &HTTPError{Upstream: s.String(), Path: path, Err: err}
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -97,7 +86,35 @@ func (s HTTPSource) Open(ctx context.Context, path string) (io.ReadCloser, error
 		text := strings.ReplaceAll(upstream.AnswerText(string(msg)), "\n", " / ")
 		return nil, &HTTPError{Upstream: s.String(), Path: path, StatusCode: resp.StatusCode, Body: text}
 	}
-	return resp.Body, nil
+	return upstream.ResumeBody(ctx, path, resp, func(ctx context.Context, h http.Header) (*http.Response, error) {
+		return s.get(ctx, path, h)
+	}), nil
+}
+
+// get sends GET path with the extra header fields; a transport failure is
+// an *HTTPError.
+func (s HTTPSource) get(ctx context.Context, path string, header http.Header) (*http.Response, error) {
+	client := s.Client
+	if client == nil {
+		client = defaultClient
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(s.BaseURL, "/")+"/"+path, nil)
+	if err != nil {
+		// The message of url.Parse errors contains the URL: drop it.
+		return nil, &HTTPError{Upstream: s.String(), Path: path, Err: errors.New("malformed proxy URL")}
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the url.Error's message has the URL, with the token
+		}
+		return nil, &HTTPError{Upstream: s.String(), Path: path, Err: err}
+	}
+	return resp, nil
 }
 
 // HTTPError is a failed GOPROXY request: a status other than 200 or a

@@ -1,0 +1,305 @@
+package upstream
+
+import (
+	"bytes"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/faultproxy"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
+)
+
+const zipPath = "example.test/m/@v/v1.0.0.zip"
+
+// faultServer serves files through a faultproxy.Handler on 127.0.0.1
+// (over TLS with HTTP/2 when h2) and returns the client for it.
+func faultServer(t *testing.T, files map[string][]byte, opts faultproxy.Options, h2 bool, wrap func(http.Handler) http.Handler, b Breaker) (*Client, *faultproxy.Handler) {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	for p, d := range files {
+		fsys[p] = &fstest.MapFile{Data: d}
+	}
+	fh := faultproxy.New(fsys, opts)
+	t.Cleanup(fh.Close)
+	var h http.Handler = fh
+	if wrap != nil {
+		h = wrap(fh)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	var origins []Origin
+	if h2 {
+		srv.EnableHTTP2 = true
+		srv.StartTLS()
+		roots := x509.NewCertPool()
+		roots.AddCert(srv.Certificate())
+		origins = []Origin{{Host: strings.TrimPrefix(srv.URL, "https://"), Roots: roots}}
+	} else {
+		srv.Start()
+	}
+	t.Cleanup(srv.Close)
+	entries, err := ParseList(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	timeouts := Timeouts{Connect: 5 * time.Second, TLSHandshake: 5 * time.Second, ResponseHeader: 5 * time.Second, IdleBody: 200 * time.Millisecond}
+	c := New(Options{
+		Entries:   entries,
+		Transport: NewTransport(TransportOptions{Origins: origins, Timeouts: timeouts, Retry: Retry{Attempts: 3, Backoff: 10 * time.Millisecond}}),
+		Breaker:   b,
+	})
+	t.Cleanup(func() { c.Close() })
+	return c, fh
+}
+
+func TestResume(t *testing.T) {
+	t.Parallel()
+	data := testenv.Noise(300 << 10)
+	half := int64(len(data) / 2)
+	cases := []struct {
+		name    string
+		opts    faultproxy.Options
+		h2      bool
+		resumes int64 // want; 0 with wantErr
+		retries int64
+		wantErr string // in the read error; "" for success
+	}{
+		{name: "cut (connection closed)", opts: faultproxy.Options{Fault: faultproxy.Cut}, resumes: 1},
+		{name: "HTTP/2 stream reset", opts: faultproxy.Options{Fault: faultproxy.Cut}, h2: true, resumes: 1},
+		{name: "stall", opts: faultproxy.Options{Fault: faultproxy.Stall}, resumes: 1},
+		{name: "stall over HTTP/2", opts: faultproxy.Options{Fault: faultproxy.Stall}, h2: true, resumes: 1},
+		{name: "cut twice", opts: faultproxy.Options{Fault: faultproxy.Cut, Times: 2, CutAfter: 50 << 10}, resumes: 2},
+		{name: "reset before the answer is retried", opts: faultproxy.Options{Fault: faultproxy.Reset}, retries: 1},
+		{name: "503 is retried", opts: faultproxy.Options{Fault: faultproxy.Unavailable}, retries: 1},
+		{name: "no Range support", opts: faultproxy.Options{Fault: faultproxy.Cut, NoRange: true}, wantErr: "not resumed: the upstream answered 200 to a Range request"},
+		{name: "ETag changed", opts: faultproxy.Options{Fault: faultproxy.Cut, ChangingETag: true}, wantErr: "not resumed: the upstream answered 200 to a Range request"},
+		{name: "no validator", opts: faultproxy.Options{Fault: faultproxy.Cut, NoValidators: true}, wantErr: "not resumed: the upstream sent no validator"},
+		{name: "cut every time", opts: faultproxy.Options{Fault: faultproxy.Cut, Times: 100, CutAfter: 1}, resumes: maxResumes, wantErr: "not resumed: gave up after"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, fh := faultServer(t, map[string][]byte{zipPath: data}, tc.opts, tc.h2, nil, Breaker{})
+			resp, err := c.Get(t.Context(), zipPath)
+			if err != nil {
+				t.Fatalf("Get: %v", err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			h := c.Health()[0]
+			if tc.wantErr != "" {
+				var ue *Error
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.As(err, &ue) {
+					t.Fatalf("read: got %d bytes, error %v; want an *Error containing %q", len(got), err, tc.wantErr)
+				}
+				if bytes.Equal(got, data) {
+					t.Errorf("read failed but returned the whole body")
+				}
+				if !bytes.HasPrefix(data, got) {
+					t.Errorf("the %d bytes read before the failure are not the file's start: unvalidated bytes were spliced", len(got))
+				}
+				if h.Resumes != tc.resumes || h.ResumeFailures != 1 {
+					t.Errorf("counters %+v, want %d resumes and 1 resume failure", h.Counters, tc.resumes)
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("read: %d bytes, %v; want the whole %d-byte file", len(got), err, len(data))
+			}
+			if h.Resumes != tc.resumes || h.Retries != tc.retries || h.ResumeFailures != 0 {
+				t.Errorf("counters %+v, want %d resumes, %d retries, no resume failure", h.Counters, tc.resumes, tc.retries)
+			}
+			if tc.resumes > 0 {
+				cut := tc.opts.CutAfter
+				if cut == 0 {
+					cut = half
+				}
+				// Every resume saves what came before it.
+				if h.ResumedBytes < cut*tc.resumes {
+					t.Errorf("resumed bytes %d, want at least %d", h.ResumedBytes, cut*tc.resumes)
+				}
+				fh.Wait()
+				if n := fh.Counts(); n.Partial != tc.resumes || n.BytesSent != int64(len(data)) {
+					t.Errorf("upstream saw %+v; want %d 206 answers and %d body bytes sent in all (none twice)", n, tc.resumes, len(data))
+				}
+			}
+			if fh.Counts().Faults == 0 {
+				t.Errorf("no fault was injected: the case proves nothing")
+			}
+		})
+	}
+}
+
+// TestResumeOnlyImmutable: a @v/list that breaks is not resumed (it may
+// have changed); the caller refetches it whole.
+func TestResumeOnlyImmutable(t *testing.T) {
+	t.Parallel()
+	list := []byte(strings.Repeat("v1.0.0\n", 20000))
+	c, fh := faultServer(t, map[string][]byte{"example.test/m/@v/list": list}, faultproxy.Options{Fault: faultproxy.Cut, Match: func(string) bool { return true }}, false, nil, Breaker{})
+	resp, err := c.Get(t.Context(), "example.test/m/@v/list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil {
+		t.Fatalf("a cut @v/list read whole")
+	}
+	if n := fh.Counts(); n.Ranges != 0 {
+		t.Errorf("the upstream got %d Range requests for a @v/list, want 0", n.Ranges)
+	}
+}
+
+func TestImmutable(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		path string
+		want bool
+	}{
+		{"example.com/m/@v/v1.2.3.zip", true},
+		{"example.com/m/@v/v1.2.3.mod", true},
+		{"example.com/m/@v/v1.2.3.info", true},
+		{"example.com/m/@v/v2.0.0+incompatible.zip", true},
+		{"example.com/m/@v/v0.0.0-20240102030405-abcdefabcdef.zip", true},
+		{"golang.org/toolchain/@v/v0.0.1-go1.26.0.linux-amd64.zip", true},
+		{"github.com/!burnt!sushi/toml/@v/v1.3.2.zip", true},
+		{"example.com/m/@v/v1.2.3-!r!c1.zip", true},
+		{"example.com/m/@v/v1.2.3-!.zip", false},
+		{"example.com/m/@v/master.info", false},
+		{"example.com/m/@v/v1.2.info", false},
+		{"example.com/m/@v/list", false},
+		{"example.com/m/@latest", false},
+		{"sumdb/sum.golang.org/tile/8/0/001", true},
+		{"sumdb/sum.golang.org/tile/8/1/000.p/5", true},
+		{"sumdb/sum.golang.org/latest", false},
+		{"sumdb/sum.golang.org/lookup/example.com/tile/m@v1.0.0", false},
+		{"sumdb/sum.golang.org/supported", false},
+	}
+	for _, tc := range cases {
+		if got := Immutable(tc.path); got != tc.want {
+			t.Errorf("Immutable(%q) = %v, want %v", tc.path, got, tc.want)
+		}
+	}
+}
+
+func TestParseContentRange(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		in                 string
+		first, last, total int64
+		ok                 bool
+	}{
+		{"bytes 10-99/100", 10, 99, 100, true},
+		{"bytes 0-0/1", 0, 0, 1, true},
+		{"bytes 10-99/*", 10, 99, -1, true},
+		{"bytes 10-99/99", 0, 0, 0, false},
+		{"bytes 99-10/100", 0, 0, 0, false},
+		{"bytes */100", 0, 0, 0, false},
+		{"items 1-2/3", 0, 0, 0, false},
+		{"bytes -1-2/3", 0, 0, 0, false},
+		{"", 0, 0, 0, false},
+	}
+	for _, tc := range cases {
+		f, l, n, err := parseContentRange(tc.in)
+		if (err == nil) != tc.ok || tc.ok && (f != tc.first || l != tc.last || n != tc.total) {
+			t.Errorf("parseContentRange(%q) = %d, %d, %d, %v; want %d, %d, %d, ok %v", tc.in, f, l, n, err, tc.first, tc.last, tc.total, tc.ok)
+		}
+	}
+}
+
+// barrier holds every request until n have arrived: they are all in
+// flight when the network event hits them.
+func barrier(n int) func(http.Handler) http.Handler {
+	var mu sync.Mutex
+	arrived := 0
+	all := make(chan struct{})
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			if arrived++; arrived == n {
+				close(all)
+			}
+			mu.Unlock()
+			<-all
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// TestBreakerCountsAnEventOnce: bodies broken together by one event (and
+// not resumable) are one failure for the circuit; failures of requests
+// sent one after the other each count, and open it.
+func TestBreakerCountsAnEventOnce(t *testing.T) {
+	t.Parallel()
+	const burst, failures = 8, 3
+	files := map[string][]byte{}
+	for i := range burst {
+		files[fmt.Sprintf("example.test/m%d/@v/v1.0.0.zip", i)] = testenv.Noise(64 << 10)
+	}
+	cut := faultproxy.Options{Fault: faultproxy.Cut, NoRange: true, Times: 100}
+	// A 200 header resets the count: only failures before it open the
+	// circuit one after the other.
+	busy := faultproxy.Options{Fault: faultproxy.Unavailable, Times: 100}
+	read := func(c *Client, p string) error {
+		resp, err := c.Get(t.Context(), p)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, err = io.ReadAll(resp.Body)
+		return err
+	}
+	t.Run("burst", func(t *testing.T) {
+		t.Parallel()
+		c, _ := faultServer(t, files, cut, false, barrier(burst), Breaker{Failures: failures, Cooldown: time.Hour})
+		var wg sync.WaitGroup
+		errs := make(chan error, burst)
+		for p := range files {
+			wg.Go(func() { errs <- read(c, p) })
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err == nil {
+				t.Fatalf("a cut body read whole: the fault was not injected")
+			}
+		}
+		h := c.Health()[0]
+		if h.State != "closed" || h.ConsecutiveFailures != 1 || h.CoalescedFailures != burst-1 {
+			t.Errorf("after %d bodies cut together: %+v; want closed, 1 failure, %d coalesced", burst, h, burst-1)
+		}
+	})
+	t.Run("sequential", func(t *testing.T) {
+		t.Parallel()
+		c, _ := faultServer(t, files, busy, false, nil, Breaker{Failures: failures, Cooldown: time.Hour})
+		for i := range failures {
+			if err := read(c, fmt.Sprintf("example.test/m%d/@v/v1.0.0.zip", i)); err == nil {
+				t.Fatalf("a 503 read whole")
+			}
+		}
+		if h := c.Health()[0]; h.State != "open" || h.ConsecutiveFailures != failures {
+			t.Errorf("after %d failures one after the other: %+v; want open", failures, h)
+		}
+	})
+}
+
+// TestResumeError: the message keeps the break and says why it was not
+// resumed; a stall stays a timeout.
+func TestResumeError(t *testing.T) {
+	t.Parallel()
+	e := &Error{Upstream: "https://u", URL: "https://u/x", Err: &ResumeError{Err: ErrIdleBody, Reason: "no validator"}}
+	if !e.Timeout() || !errors.Is(e, ErrIdleBody) {
+		t.Errorf("%v: Timeout %v, want a timeout wrapping ErrIdleBody", e, e.Timeout())
+	}
+	if want := ErrIdleBody.Error() + " (not resumed: no validator)"; !strings.HasSuffix(e.Error(), want) {
+		t.Errorf("Error() = %q, want it to end with %q", e.Error(), want)
+	}
+}
