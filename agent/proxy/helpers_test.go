@@ -97,8 +97,14 @@ func newMTLS(t testing.TB) *mtls {
 // certificate from m's CA (HTTP/2 enabled, like the real upstreams).
 func (m *mtls) serve(t testing.TB, h http.Handler) *httptest.Server {
 	t.Helper()
+	return m.serveProto(t, h, true)
+}
+
+// serveProto is serve with HTTP/2 offered or not (HTTP/1.1 only).
+func (m *mtls) serveProto(t testing.TB, h http.Handler, h2 bool) *httptest.Server {
+	t.Helper()
 	srv := httptest.NewUnstartedServer(h)
-	srv.EnableHTTP2 = true
+	srv.EnableHTTP2 = h2
 	leaf := m.ca.Issue(t, testenv.CertSpec{Server: true})
 	srv.TLS = &tls.Config{
 		Certificates: []tls.Certificate{leaf.TLS},
