@@ -63,18 +63,18 @@ const tempMarker = ".warm-"
 // on the version. The returned function releases it.
 func (e entry) lock(ctx context.Context) (func(), error) {
 	if err := os.MkdirAll(e.vdir, 0o777); err != nil {
-		return nil, err
+		return nil, local(err)
 	}
 	f, err := os.OpenFile(e.base+".lock", os.O_RDWR|os.O_CREATE, 0o666)
 	if err != nil {
-		return nil, err
+		return nil, local(err)
 	}
 	wait := time.Millisecond
 	for {
 		locked, err := tryLock(f)
 		if err != nil {
 			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+			return nil, local(fmt.Errorf("lock %s: %w", f.Name(), err))
 		}
 		if locked {
 			break
@@ -223,9 +223,10 @@ func makeReadOnly(dir string) {
 // name is one cmd/go also cleans up (<dir>.tmp-*, under the lock).
 func (e entry) tempDir() (string, error) {
 	if err := os.MkdirAll(filepath.Dir(e.xdir), 0o777); err != nil {
-		return "", err
+		return "", local(err)
 	}
-	return os.MkdirTemp(filepath.Dir(e.xdir), filepath.Base(e.xdir)+".tmp-"+tempMarker[1:]+"*")
+	d, err := os.MkdirTemp(filepath.Dir(e.xdir), filepath.Base(e.xdir)+".tmp-"+tempMarker[1:]+"*")
+	return d, local(err)
 }
 
 // install puts a verified zip (tmpZip; empty when the cached zip is kept)

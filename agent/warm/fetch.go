@@ -24,10 +24,10 @@ func (w *warmer) fetchBytes(ctx context.Context, path string, limit int64) ([]by
 		buf.Reset()
 		rc, err := w.src.Open(ctx, path)
 		if err != nil {
-			return err
+			return fromSource(err)
 		}
 		defer rc.Close()
-		n, err := buf.ReadFrom(io.LimitReader(w.prog.reader(rc), limit+1))
+		n, err := buf.ReadFrom(io.LimitReader(w.prog.reader(sourceReader{rc}), limit+1))
 		if err == nil && n > limit {
 			err = fmt.Errorf("%w: more than %d bytes", errTooLarge, limit)
 		}
@@ -43,20 +43,21 @@ func (w *warmer) fetchFile(ctx context.Context, path string, f *os.File) (int64,
 	var n int64
 	err := w.retry(ctx, path, func(ctx context.Context) error {
 		if err := f.Truncate(0); err != nil {
-			return err
+			return local(err)
 		}
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return err
+			return local(err)
 		}
 		rc, err := w.src.Open(ctx, path)
 		if err != nil {
-			return err
+			return fromSource(err)
 		}
 		defer rc.Close()
 		// 256 KiB at a time: an eighth of the read and write calls of
 		// io.Copy's 32 KiB.
 		bufp := zipBufs.Get().(*[]byte)
-		n, err = io.CopyBuffer(struct{ io.Writer }{f}, io.LimitReader(w.prog.reader(rc), modzip.MaxZipFile+1), *bufp)
+		// localWriter hides f's ReadFrom, as CopyBuffer needs.
+		n, err = io.CopyBuffer(localWriter{f}, io.LimitReader(w.prog.reader(sourceReader{rc}), modzip.MaxZipFile+1), *bufp)
 		zipBufs.Put(bufp)
 		if err == nil && n > modzip.MaxZipFile {
 			err = fmt.Errorf("%w: module zip over %d bytes", errTooLarge, modzip.MaxZipFile)

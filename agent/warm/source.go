@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
-	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
@@ -22,8 +20,9 @@ import (
 //
 // An error for a file the upstream does not have satisfies
 // errors.Is(err, ErrNotFound) or carries a NotFound() bool method that
-// returns true; an error worth retrying carries a Temporary() bool method
-// that returns true (network errors and timeouts are retried as well).
+// returns true. Any other error of Open or of reading a body is a transport
+// failure (retried, and errkind.Unreachable) unless it is marked with
+// another errkind or is an *HTTPError or *upstream.Error with a 4xx status.
 // A Source that implements fmt.Stringer names the upstream in the Summary;
 // the string must not contain secrets.
 type Source interface {
@@ -154,12 +153,6 @@ func (e *HTTPError) NotFound() bool {
 	return e.StatusCode == http.StatusNotFound || e.StatusCode == http.StatusGone
 }
 
-// Temporary reports whether a retry may succeed: transport errors, 429
-// and 5xx.
-func (e *HTTPError) Temporary() bool {
-	return e.StatusCode == 0 || e.StatusCode == http.StatusTooManyRequests || e.StatusCode >= 500
-}
-
 // isNotFound reports whether err says the upstream does not have the file.
 func isNotFound(err error) bool {
 	if errors.Is(err, ErrNotFound) {
@@ -167,27 +160,4 @@ func isNotFound(err error) bool {
 	}
 	var nf interface{ NotFound() bool }
 	return errors.As(err, &nf) && nf.NotFound()
-}
-
-// isTemporary reports whether a retry of the failed fetch may succeed.
-func isTemporary(err error) bool {
-	if isNotFound(err) || errkind.IsLocalIO(err) || errors.Is(err, context.Canceled) {
-		return false
-	}
-	var tmp interface{ Temporary() bool }
-	if errors.As(err, &tmp) && tmp.Temporary() {
-		return true
-	}
-	return isNetwork(err) || errors.Is(err, io.ErrUnexpectedEOF)
-}
-
-// isNetwork reports whether err is a transport failure or a timeout.
-func isNetwork(err error) bool {
-	if errkind.IsLocalIO(err) {
-		return false
-	}
-	var ne net.Error
-	var he *HTTPError
-	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
-		(errors.As(err, &he) && he.StatusCode == 0)
 }

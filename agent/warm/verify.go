@@ -126,13 +126,13 @@ func hashMember(zf *zip.File, h hash.Hash, buf []byte, xdir, rel string, mode os
 	if xdir != "" && rel != "" && !strings.HasSuffix(rel, "/") {
 		dst := filepath.Join(xdir, filepath.FromSlash(rel))
 		if err := os.MkdirAll(filepath.Dir(dst), 0o777); err != nil {
-			return err
+			return local(err)
 		}
 		if out, err = os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode); err != nil {
-			return err
+			return local(err)
 		}
 		defer out.Close()
-		w = io.MultiWriter(h, out)
+		w = io.MultiWriter(h, localWriter{out})
 	}
 	for {
 		n, rerr := r.Read(buf)
@@ -151,7 +151,7 @@ func hashMember(zf *zip.File, h hash.Hash, buf []byte, xdir, rel string, mode os
 		}
 	}
 	if out != nil {
-		return out.Close()
+		return local(out.Close())
 	}
 	return nil
 }

@@ -237,7 +237,7 @@ func (w *warmer) ensureZip(ctx context.Context, e entry, sum *Sum) (bool, int64,
 		return err
 	})
 	if cerr := f.Close(); err == nil {
-		err = cerr
+		err = local(cerr)
 	}
 	if err == nil && w.extract {
 		zi.xtmp, err = e.tempDir()
