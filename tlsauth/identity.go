@@ -103,6 +103,8 @@ type Identity struct {
 	certFile string
 	keyFile  string
 	modTime  time.Time
+	// anyMode skips the key file's mode check (LoadSecretVolume).
+	anyMode bool
 }
 
 // New returns an identity for cert after validating it: the leaf parses, is
@@ -137,6 +139,23 @@ func LoadFiles(certFile, keyFile string) (*Identity, error) {
 	return id, nil
 }
 
+// LoadSecretVolume is LoadFiles for a certificate and key mounted from a
+// Kubernetes Secret into a sidecar container: kubelet writes Secret files
+// 0644 by default (0440 with an fsGroup), and no mode keeps a non-root
+// container from reading them when the files are root's. There the key's
+// boundary is the container, not the file mode: only the containers that
+// mount the Secret can reach the file, and no other user runs in the
+// sidecar. So the mode is not checked; everything else is, and a Secret
+// updated in place (its files are swapped atomically) is picked up by
+// Reload as with LoadFiles.
+func LoadSecretVolume(certFile, keyFile string) (*Identity, error) {
+	id := &Identity{certFile: certFile, keyFile: keyFile, anyMode: true}
+	if _, err := id.Reload(); err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
 // Reload re-reads the files an identity was loaded from when either changed
 // since the last load and reports whether it swapped the certificate. An
 // identity not loaded from files never reloads. On error the previous
@@ -160,7 +179,7 @@ func (id *Identity) Reload() (bool, error) {
 	if id.cur.Load() != nil && !latest.After(id.modTime) {
 		return false, nil
 	}
-	certPEM, keyPEM, err := readFiles(id.certFile, id.keyFile)
+	certPEM, keyPEM, err := readFiles(id.certFile, id.keyFile, !id.anyMode)
 	if err != nil {
 		return false, err
 	}
@@ -179,7 +198,9 @@ func (id *Identity) Reload() (bool, error) {
 	return true, nil
 }
 
-func readFiles(certFile, keyFile string) (certPEM, keyPEM []byte, err error) {
+// readFiles reads the PEM files; checkMode refuses a key file that group or
+// others can read.
+func readFiles(certFile, keyFile string, checkMode bool) (certPEM, keyPEM []byte, err error) {
 	certPEM, err = os.ReadFile(certFile)
 	if err != nil {
 		return nil, nil, errkind.Mark(errkind.BadInput, fmt.Errorf("read client certificate: %w", err))
@@ -193,7 +214,7 @@ func readFiles(certFile, keyFile string) (certPEM, keyPEM []byte, err error) {
 	if err != nil {
 		return nil, nil, errkind.Mark(errkind.BadInput, fmt.Errorf("read client key: %w", err))
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
+	if checkMode && fi.Mode().Perm()&0o077 != 0 {
 		return nil, nil, errkind.Mark(errkind.BadInput, &KeyPermissionError{File: keyFile, Mode: fi.Mode()})
 	}
 	var buf bytes.Buffer
@@ -307,13 +328,23 @@ func IdentityPEM(cert tls.Certificate) (certPEM, keyPEM []byte, err error) {
 // LoadPair is LoadFiles for an optional identity given as a pair of
 // flags: nil when both files are empty, bad input when only one is given.
 func LoadPair(certFile, keyFile string) (*Identity, error) {
+	return loadPair(certFile, keyFile, LoadFiles)
+}
+
+// LoadSecretVolumePair is LoadPair for a pair mounted from a Kubernetes
+// Secret (LoadSecretVolume).
+func LoadSecretVolumePair(certFile, keyFile string) (*Identity, error) {
+	return loadPair(certFile, keyFile, LoadSecretVolume)
+}
+
+func loadPair(certFile, keyFile string, load func(certFile, keyFile string) (*Identity, error)) (*Identity, error) {
 	if certFile == "" && keyFile == "" {
 		return nil, nil
 	}
 	if certFile == "" || keyFile == "" {
 		return nil, errkind.Mark(errkind.BadInput, errors.New("--client-cert and --client-key go together: give both or neither"))
 	}
-	return LoadFiles(certFile, keyFile)
+	return load(certFile, keyFile)
 }
 
 // EncodeKey returns key as a PKCS#8 PEM block.

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -66,6 +67,9 @@ const unknownUID = -1
 type guard struct {
 	limits ConnLimits
 	jobUID int
+	// exact serves jobUID alone, not root (a pod's sidecar: root in another
+	// container is not the job).
+	exact  bool
 	lookup bool
 	log    hclog.Logger
 
@@ -79,13 +83,16 @@ type guard struct {
 	refused atomic.Int64
 }
 
-func newGuard(jobUID int, limits ConnLimits, log hclog.Logger) *guard {
-	g := &guard{limits: limits.withDefaults(), jobUID: jobUID, log: log, byUID: map[int]int{}}
+func newGuard(jobUID int, exact bool, limits ConnLimits, log hclog.Logger) *guard {
+	g := &guard{limits: limits.withDefaults(), jobUID: jobUID, exact: exact, log: log, byUID: map[int]int{}}
 	switch err := peerLookupAvailable(); {
 	case jobUID < 0:
 		log.Warn("peer check off: the job's uid is not known (agent not started by 'goproxy-setup run'); the capability token alone guards the agent")
 	case err != nil:
 		log.Warn("peer check unavailable: the capability token alone guards the agent", "reason", err)
+	case exact:
+		g.lookup = true
+		log.Info("peer check on: serving only the job's uid", "uid", jobUID)
 	default:
 		g.lookup = true
 		log.Info("peer check on: serving only the job's uid and root", "uid", jobUID)
@@ -98,7 +105,15 @@ func (g *guard) served(uid int) bool {
 	if !g.lookup {
 		return true
 	}
-	return uid == g.jobUID || uid == 0
+	return uid == g.jobUID || (uid == 0 && !g.exact)
+}
+
+// whom says in a refusal whom the agent serves.
+func (g *guard) whom() string {
+	if g.exact {
+		return fmt.Sprintf("uid %d (the job container's)", g.jobUID)
+	}
+	return fmt.Sprintf("uid %d (the job that started it) and root", g.jobUID)
 }
 
 // admit counts a connection of uid, or reports that a cap is reached.
@@ -220,17 +235,43 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 // requests from a uid other than the job's (403), request bodies (413,
 // refused unread: the connection is closed rather than drained), and the
 // identity endpoint that proves to 'stop' which process it is about to
-// signal.
-func guardHandler(g *guard, token, nonce string, next http.Handler) http.Handler {
+// signal. A sidecar (env non-nil) also answers the probe to anyone and
+// the job's environment to the job's uid (wire.ProbePath,
+// wire.SidecarEnvPath).
+func guardHandler(g *guard, token, nonce string, env func(format string) ([]byte, error), next http.Handler) http.Handler {
 	identity := wire.AdminURL("/"+token, wire.Identity)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if env != nil && r.URL.Path == wire.ProbePath && r.Method == http.MethodGet && r.ContentLength == 0 {
+			// Before the peer check: the probes run as the sidecar's own
+			// uid. The answer says only that the agent serves.
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			io.WriteString(w, "ok\n")
+			return
+		}
 		if c, ok := r.Context().Value(guardConnKey{}).(*guardConn); ok && !g.served(c.uid) {
 			w.Header().Set("Connection", "close")
 			who := fmt.Sprintf("uid %d", c.uid)
 			if c.uid == unknownUID {
 				who = "an unidentified peer"
 			}
-			http.Error(w, fmt.Sprintf("goproxy-setup agent: %s may not use this agent: it serves only uid %d (the job that started it) and root", who, g.jobUID), http.StatusForbidden)
+			http.Error(w, fmt.Sprintf("goproxy-setup agent: %s may not use this agent: it serves only %s", who, g.whom()), http.StatusForbidden)
+			return
+		}
+		if env != nil && r.URL.Path == wire.SidecarEnvPath && r.ContentLength == 0 && len(r.TransferEncoding) == 0 {
+			if !g.lookup {
+				// Without the peer lookup the token is the only guard, and
+				// this path would hand it to anyone: refuse.
+				http.Error(w, "goproxy-setup agent: the peer-uid check is unavailable here, so the environment (which carries the capability token) is not served", http.StatusForbidden)
+				return
+			}
+			b, err := env(r.URL.Query().Get("format"))
+			if err != nil {
+				http.Error(w, "goproxy-setup agent: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			w.Write(b)
 			return
 		}
 		if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {

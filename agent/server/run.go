@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -51,6 +52,14 @@ type ProcessConfig struct {
 	// RunAs is the user to drop to after binding (needs root); PrivateDir
 	// that user's private directory for its key copy.
 	RunAs, PrivateDir string
+	// Sidecar runs the agent in a pod container of its own, serving the
+	// job container's uid JobUID alone (ServeConfig.Sidecar): no handoff,
+	// no privilege (it refuses to run as root), the identity from a
+	// Kubernetes Secret's files (tlsauth.LoadSecretVolume), a fixed Listen
+	// port the job container knows, and the token never printed (the
+	// job gets its GOPROXY from wire.SidecarEnvPath).
+	Sidecar bool
+	JobUID  int
 	// RenewCAURL and RenewCAFingerprint name the step-ca that renews the
 	// client certificate while the agent runs ("" for none).
 	RenewCAURL, RenewCAFingerprint string
@@ -79,6 +88,11 @@ func Run(ctx context.Context, cfg ProcessConfig) (err error) {
 	log := cfg.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
+	}
+	if cfg.Sidecar {
+		if err := checkSidecar(cfg); err != nil {
+			return err
+		}
 	}
 	pol, err := policies.Resolve(cfg.PolicyFile, cfg.Upstream, cfg.UpstreamSet)
 	if err != nil {
@@ -117,6 +131,11 @@ func Run(ctx context.Context, cfg ProcessConfig) (err error) {
 			if id, err = tlsauth.LoadPEM(h.CertPEM, h.KeyPEM); err != nil {
 				return err
 			}
+		}
+	} else if cfg.Sidecar {
+		h.JobUID = cfg.JobUID
+		if id, err = tlsauth.LoadSecretVolumePair(cfg.ClientCert, cfg.ClientKey); err != nil {
+			return err
 		}
 	} else if id, err = tlsauth.LoadPair(cfg.ClientCert, cfg.ClientKey); err != nil {
 		return err
@@ -160,6 +179,7 @@ func Run(ctx context.Context, cfg ProcessConfig) (err error) {
 		Nonce:     h.Nonce,
 		PeerCheck: h.JobUID >= 0,
 		JobUID:    h.JobUID,
+		Sidecar:   cfg.Sidecar,
 		Limits:    cfg.Limits,
 		Classify:  ClassifierWith(id, cache),
 		Diagnose:  cache.Brief,
@@ -180,7 +200,14 @@ func Run(ctx context.Context, cfg ProcessConfig) (err error) {
 				unix.Dup2(2, cfg.ReadyFD)
 				return
 			}
-			if cfg.Stdout != nil {
+			switch {
+			case cfg.Stdout == nil:
+			case cfg.Sidecar:
+				// A sidecar's output is the pod's log, which more people
+				// read than may use the agent: no token in it.
+				addr := strings.TrimPrefix(base[:len(base)-len(token)-1], "http://")
+				fmt.Fprintf(cfg.Stdout, "goproxy-setup sidecar: serving uid %d on %s; the job container gets its GOPROXY from http://%s%s\n", h.JobUID, addr, addr, wire.SidecarEnvPath)
+			default:
 				fmt.Fprintf(cfg.Stdout, "GOPROXY=%s\n", base)
 			}
 		},

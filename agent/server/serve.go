@@ -9,8 +9,10 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/goproxy-setup/goproxy-setup/agent/ci"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
 	"github.com/goproxy-setup/goproxy-setup/agent/routes"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
@@ -51,6 +54,11 @@ type ServeConfig struct {
 	// lookup is unavailable the token alone guards the agent (logged once).
 	PeerCheck bool
 	JobUID    int
+	// Sidecar serves a pod's job container from a container of its own:
+	// the peer check is required and admits JobUID alone (not root: root in
+	// another container is not the job), the job gets its environment at
+	// wire.SidecarEnvPath, and the probes wire.ProbePath.
+	Sidecar bool
 	// Limits cap the connections local peers can hold (ConnLimits).
 	Limits ConnLimits
 	// Classify and Diagnose feed the 502/504 bodies (see proxy.Config).
@@ -116,12 +124,35 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 		}
 	}
 	jobUID := cfg.JobUID
-	if !cfg.PeerCheck {
+	if !cfg.PeerCheck && !cfg.Sidecar {
 		jobUID = unknownUID
 	}
-	g := newGuard(jobUID, cfg.Limits, log.Named("guard"))
+	g := newGuard(jobUID, cfg.Sidecar, cfg.Limits, log.Named("guard"))
+	base := "http://" + ln.Addr().String() + "/" + cfg.Token
+	var env func(string) ([]byte, error)
+	if cfg.Sidecar {
+		if !g.lookup {
+			return errkind.Mark(errkind.Local, errors.New("the sidecar needs the peer-uid check (sock_diag or /proc/net/tcp), which is unavailable here: without it any container of the pod could take the job's GOPROXY"))
+		}
+		pol := cfg.Policy
+		if pol == nil {
+			pol = policies.Default()
+		}
+		env = func(format string) ([]byte, error) {
+			f := ci.FormatShell
+			if format != "" {
+				var err error
+				if f, err = ci.ParseFormat(format); err != nil {
+					return nil, err
+				}
+			}
+			var b bytes.Buffer
+			err := ci.WriteEnv(&b, f, pol.GoEnv(base))
+			return b.Bytes(), err
+		}
+	}
 	srv := &http.Server{
-		Handler: guardHandler(g, cfg.Token, cfg.Nonce, h),
+		Handler: guardHandler(g, cfg.Token, cfg.Nonce, env, h),
 		// A GOPROXY request is a short GET without a body (bodies are
 		// refused): bounding its headers in time and size bounds the
 		// request. No ReadTimeout: its deadline stays on the connection
@@ -136,7 +167,6 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(g.listener(ln)) }()
-	base := "http://" + ln.Addr().String() + "/" + cfg.Token
 	log.Info("agent serving", "addr", ln.Addr().String(), "upstreams", fetcher.String())
 	if cfg.Ready != nil {
 		cfg.Ready(base)

@@ -91,3 +91,19 @@ type AgentIdentity struct {
 	Nonce string `json:"nonce"`
 	PID   int    `json:"pid"`
 }
+
+// The sidecar's endpoints outside the capability token (a token never
+// starts with a dot), for a pod where the agent runs in a container of its
+// own (goproxy-setup sidecar).
+const (
+	// SidecarEnvPath answers the job's environment (GOPROXY with the
+	// token first, as 'run' prints it; ?format=shell|dotenv|json, shell by
+	// default) to the job container's uid only: every other uid, root
+	// included, gets 403. It is how the job container gets its GOPROXY
+	// without sharing a file with the sidecar.
+	SidecarEnvPath = "/.goproxy-setup/env"
+	// ProbePath answers "ok" to anyone once the agent serves: the
+	// readiness, startup and liveness probes' endpoint, which needs no
+	// token and tells nothing else (no upstream, no statistics).
+	ProbePath = "/.goproxy-setup/probe"
+)
