@@ -108,7 +108,7 @@ type Handler struct {
 	mu   sync.Mutex
 	seen map[string]int // requests by path
 
-	requests, faults, ranges, partial, bytesSent atomic.Int64
+	requests, faults, ranges, partial, bytesSent, distinct atomic.Int64
 	inflight                                     sync.WaitGroup
 }
 
@@ -134,6 +134,10 @@ type Counts struct {
 	Ranges, Partial int64
 	// BytesSent is the body bytes written, faulted answers included.
 	BytesSent int64
+	// Distinct is the size of every file asked for, once each: BytesSent
+	// minus Distinct is what was sent twice (or more), when every file
+	// was served whole in the end.
+	Distinct int64
 }
 
 // Wait waits until no request is being answered (a stall ends when its
@@ -142,7 +146,7 @@ func (h *Handler) Wait() { h.inflight.Wait() }
 
 // Counts returns the counts so far.
 func (h *Handler) Counts() Counts {
-	return Counts{Requests: h.requests.Load(), Faults: h.faults.Load(), Ranges: h.ranges.Load(), Partial: h.partial.Load(), BytesSent: h.bytesSent.Load()}
+	return Counts{Requests: h.requests.Load(), Faults: h.faults.Load(), Ranges: h.ranges.Load(), Partial: h.partial.Load(), BytesSent: h.bytesSent.Load(), Distinct: h.distinct.Load()}
 }
 
 // Requests returns the number of requests of path so far.
@@ -172,6 +176,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil || name == "" || name == "." {
 		http.Error(w, "not found: "+name, http.StatusNotFound)
 		return
+	}
+	if n == 1 {
+		h.distinct.Add(int64(len(data)))
 	}
 	fault := None
 	if h.opts.Fault != None && h.opts.Match(name) && n <= h.opts.Times {
