@@ -109,7 +109,7 @@ type Handler struct {
 	seen map[string]int // requests by path
 
 	requests, faults, ranges, partial, bytesSent, distinct atomic.Int64
-	inflight                                     sync.WaitGroup
+	inflight                                               sync.WaitGroup
 }
 
 // New returns a Handler serving root with opts.
