@@ -133,6 +133,7 @@ func CIStats(s *supervisor.Stats) *ci.Stats {
 		FailedAfterSetup: int(s.FailedAfterSetup),
 		Latency:          ci.Latency{P50: ms(s.LatencyP50), P90: ms(s.LatencyP90), P99: ms(s.LatencyP99)},
 		Diagnoses:        s.Diagnoses,
+		Upstreams:        s.Upstreams,
 	}
 }
 

@@ -29,6 +29,8 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 	"github.com/goproxy-setup/goproxy-setup/policies"
+
+	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 )
 
 // EnvVar is one variable exported to the job's later steps: the policy's
@@ -151,6 +153,9 @@ type Stats struct {
 	Latency Latency
 	// Diagnoses are the agent's latest diagnoses of failed upstreams.
 	Diagnoses []string
+	// Upstreams are every upstream's circuit state and its retry and
+	// resume counters over the job (see UpstreamLine).
+	Upstreams []upstream.Health
 }
 
 // Outcome is what a setup produced, as the front ends render it.

@@ -304,6 +304,9 @@ func WriteStatsText(w io.Writer, s *Stats, red *Redactor) error {
 	for _, l := range sortedLayers(s.ErrorsByLayer) {
 		fmt.Fprintf(&b, "errors at %s (whole job): %d\n", l, s.ErrorsByLayer[l])
 	}
+	for _, l := range upstreamLines(s) {
+		fmt.Fprintf(&b, "network: %s\n", l)
+	}
 	_, err := io.WriteString(w, red.String(b.String()))
 	return err
 }

@@ -4,7 +4,32 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 )
+
+// flaky is the stats of a green job whose upstream needed retries and
+// resumes; flakyLine is what every report says of it.
+var (
+	flaky = Stats{Requests: 20, Upstreams: []upstream.Health{
+		{Upstream: "https://proxy.corp", State: "closed", Counters: upstream.Counters{Retries: 2, Resumes: 3, ResumedBytes: 3 << 20, ResumeFailures: 1, CoalescedFailures: 4}},
+		{Upstream: "https://quiet.corp", State: "closed"},
+	}}
+	flakyLine = "https://proxy.corp: 2 retries, 3 resumed bodies (3.0 MiB not fetched again), 1 bodies not resumable, 4 failures counted as part of one network event"
+)
+
+// TestStatsTextShowsNetwork: the plain-log report (GitHub's group,
+// GitLab's section) says what the network did, as the summary does.
+func TestStatsTextShowsNetwork(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	if err := WriteStatsText(&b, &flaky, &Redactor{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "network: "+flakyLine+"\n") || strings.Contains(b.String(), "quiet.corp") {
+		t.Errorf("stats text lacks the flaky upstream's line (or lists the quiet one):\n%s", b.String())
+	}
+}
 
 func TestWriteStopSummary(t *testing.T) {
 	t.Parallel()
@@ -39,6 +64,14 @@ func TestWriteStopSummary(t *testing.T) {
 				Diagnoses: []string{"diagnosis: upstream https://proxy.corp failed at client-cert:\nrejected " + canary}},
 			want: []string{":x: **3 fetches failed after setup**", "| `client-cert` | 3 |", "### Diagnosis", "- diagnosis: upstream https://proxy.corp failed at client-cert: rejected"},
 			not:  []string{canary},
+		},
+		{
+			// A green job on a flaky network: the retries and resumes
+			// show; an upstream that saw none is not listed.
+			name:  "flaky network, green job",
+			stats: flaky,
+			want:  []string{":white_check_mark: No fetch failed after setup.", "### Network (retries and resumes, whole job)", "- " + flakyLine},
+			not:   []string{"https://quiet.corp"},
 		},
 	} {
 		t.Run(test.name, func(t *testing.T) {

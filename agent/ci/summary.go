@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 )
 
 // WriteSetupSummary writes the Markdown job summary of a setup: on success
@@ -97,6 +99,39 @@ func capitalize(s string) string {
 	return string(s[0]-'a'+'A') + s[1:]
 }
 
+// UpstreamLine says what one upstream's network did over the job — its
+// retries, resumes and the bytes resuming saved, bodies that could not be
+// resumed, failures counted as part of one event — or "" when it did
+// none of it: a flaky network shows even when the job is green.
+func UpstreamLine(h upstream.Health) string {
+	c := h.Counters
+	if !c.Any() && h.Opens == 0 {
+		return ""
+	}
+	parts := []string{fmt.Sprintf("%d retries", c.Retries), fmt.Sprintf("%d resumed bodies (%s not fetched again)", c.Resumes, HumanBytes(c.ResumedBytes))}
+	if c.ResumeFailures > 0 {
+		parts = append(parts, fmt.Sprintf("%d bodies not resumable", c.ResumeFailures))
+	}
+	if c.CoalescedFailures > 0 {
+		parts = append(parts, fmt.Sprintf("%d failures counted as part of one network event", c.CoalescedFailures))
+	}
+	if h.Opens > 0 {
+		parts = append(parts, fmt.Sprintf("circuit opened %d times (now %s)", h.Opens, h.State))
+	}
+	return h.Upstream + ": " + strings.Join(parts, ", ")
+}
+
+// upstreamLines are the UpstreamLines of s that say something.
+func upstreamLines(s *Stats) []string {
+	var out []string
+	for _, h := range s.Upstreams {
+		if l := UpstreamLine(h); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // setupFailures is how many upstream fetches failed while the setup ran.
 func setupFailures(s *Stats) int64 {
 	if n := s.Failures - int64(s.FailedAfterSetup); n > 0 {
@@ -156,6 +191,12 @@ func WriteStopSummary(w io.Writer, s *Stats, red *Redactor) error {
 		b.WriteString("\n### Upstream errors by layer (whole job, setup included)\n\n| Layer | Errors |\n| --- | --- |\n")
 		for _, l := range sortedLayers(s.ErrorsByLayer) {
 			fmt.Fprintf(&b, "| %s | %d |\n", code(l), s.ErrorsByLayer[l])
+		}
+	}
+	if ls := upstreamLines(s); len(ls) > 0 {
+		b.WriteString("\n### Network (retries and resumes, whole job)\n\n")
+		for _, l := range ls {
+			fmt.Fprintf(&b, "- %s\n", l)
 		}
 	}
 	if len(s.Diagnoses) > 0 {

@@ -416,9 +416,14 @@ func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request, op string) 
 	}
 }
 
-// Stats returns a snapshot of the forwarder's statistics.
+// Stats returns a snapshot of the forwarder's statistics, with the
+// upstreams' health and counters when the Fetcher reports them (a
+// Health() []upstream.Health method, as *upstream.Client has).
 func (h *Handler) Stats() Stats {
 	s := h.stats.snapshot()
 	s.Uptime = time.Since(h.start).Round(time.Millisecond).String()
+	if hr, ok := h.cfg.Upstream.(interface{ Health() []upstream.Health }); ok {
+		s.Upstreams = hr.Health()
+	}
 	return s
 }

@@ -71,6 +71,10 @@ func TestGoThroughFaults(t *testing.T) {
 				t.Fatalf("no fault was injected: the case proves nothing")
 			}
 			st, health := h.Stats(), c.Health()[0]
+			// What status --json and the reports show.
+			if len(st.Upstreams) != 1 || st.Upstreams[0].Counters != health.Counters {
+				t.Errorf("agent stats upstreams %+v, want the client's %+v", st.Upstreams, health)
+			}
 			if tc.wantFail == "" {
 				if err != nil {
 					t.Fatalf("go mod download through the agent, %s once per file: %v\n%s\nagent stats %+v\nupstream %+v", tc.name, err, out, st, health)

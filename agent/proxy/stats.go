@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 )
 
 // Stats are the forwarder's counters since it started.
@@ -49,6 +51,10 @@ type Stats struct {
 	LatencyP50 float64 `json:"upstream_latency_p50_ms"`
 	LatencyP90 float64 `json:"upstream_latency_p90_ms"`
 	LatencyP99 float64 `json:"upstream_latency_p99_ms"`
+	// Upstreams are the circuit state and the retry and resume counters
+	// of every upstream (upstream.Health), so that a flaky network shows
+	// even when every fetch succeeded.
+	Upstreams []upstream.Health `json:"upstreams,omitempty"`
 }
 
 const latencyWindow = 4096

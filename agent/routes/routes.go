@@ -140,6 +140,31 @@ func (f *Fetcher) Close() error {
 	return errors.Join(errs...)
 }
 
+// Health returns the health and counters of every upstream of every
+// route, in the default route's order then the routes'; an upstream that
+// serves several routes is listed once, its counters summed (its circuits
+// are per route: the first one's state is shown).
+func (f *Fetcher) Health() []upstream.Health {
+	var out []upstream.Health
+	at := map[string]int{}
+	clients := []*upstream.Client{f.def}
+	for _, r := range f.routes {
+		clients = append(clients, r.client)
+	}
+	for _, c := range clients {
+		for _, h := range c.Health() {
+			i, ok := at[h.Upstream]
+			if !ok {
+				at[h.Upstream] = len(out)
+				out = append(out, h)
+				continue
+			}
+			out[i].Counters = out[i].Counters.Add(h.Counters)
+		}
+	}
+	return out
+}
+
 // Default returns the client of the default route.
 func (f *Fetcher) Default() *upstream.Client { return f.def }
 

@@ -91,6 +91,14 @@ type Counters struct {
 	CoalescedFailures int64 `json:"coalesced_failures"`
 }
 
+// Add returns the sum of c and d.
+func (c Counters) Add(d Counters) Counters {
+	return Counters{Retries: c.Retries + d.Retries, Resumes: c.Resumes + d.Resumes, ResumeFailures: c.ResumeFailures + d.ResumeFailures, ResumedBytes: c.ResumedBytes + d.ResumedBytes, CoalescedFailures: c.CoalescedFailures + d.CoalescedFailures}
+}
+
+// Any reports whether anything was counted.
+func (c Counters) Any() bool { return c != Counters{} }
+
 // counters is the live form of Counters.
 type counters struct {
 	retries, resumes, resumeFailures, resumedBytes, coalesced atomic.Int64

@@ -13,6 +13,8 @@ import (
 
 	"github.com/goproxy-setup/goproxy-setup/agent/supervisor"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+
+	"github.com/goproxy-setup/goproxy-setup/agent/ci"
 )
 
 func init() {
@@ -96,6 +98,11 @@ func writeStats(w io.Writer, s *supervisor.Stats) {
 	}
 	fmt.Fprintf(w, "  rejected/denied    %d/%d\n", s.Rejected, s.Denied)
 	fmt.Fprintf(w, "  upstream latency   p50 %.1f ms, p90 %.1f ms, p99 %.1f ms\n", s.LatencyP50, s.LatencyP90, s.LatencyP99)
+	for _, h := range s.Upstreams {
+		if l := ci.UpstreamLine(h); l != "" {
+			fmt.Fprintf(w, "  network            %s\n", l)
+		}
+	}
 	for _, d := range s.Diagnoses {
 		fmt.Fprintf(w, "  %s\n", strings.ReplaceAll(d, "\n", "\n    "))
 	}
