@@ -50,7 +50,7 @@ func faultServer(t *testing.T, files map[string][]byte, opts faultproxy.Options,
 	if err != nil {
 		t.Fatal(err)
 	}
-	timeouts := Timeouts{Connect: 5 * time.Second, TLSHandshake: 5 * time.Second, ResponseHeader: 5 * time.Second, IdleBody: 200 * time.Millisecond}
+	timeouts := Timeouts{Connect: 5 * time.Second, TLSHandshake: 5 * time.Second, ResponseHeader: 2 * time.Second, IdleBody: 200 * time.Millisecond}
 	c := New(Options{
 		Entries:   entries,
 		Transport: NewTransport(TransportOptions{Origins: origins, Timeouts: timeouts, Retry: Retry{Attempts: 3, Backoff: 10 * time.Millisecond}}),
@@ -79,6 +79,7 @@ func TestResume(t *testing.T) {
 		{name: "cut twice", opts: faultproxy.Options{Fault: faultproxy.Cut, Times: 2, CutAfter: 50 << 10}, resumes: 2},
 		{name: "reset before the answer is retried", opts: faultproxy.Options{Fault: faultproxy.Reset}, retries: 1},
 		{name: "503 is retried", opts: faultproxy.Options{Fault: faultproxy.Unavailable}, retries: 1},
+		{name: "silence before the answer is retried", opts: faultproxy.Options{Fault: faultproxy.Silent}, retries: 1},
 		{name: "no Range support", opts: faultproxy.Options{Fault: faultproxy.Cut, NoRange: true}, wantErr: "not resumed: the upstream answered 200 to a Range request"},
 		{name: "ETag changed", opts: faultproxy.Options{Fault: faultproxy.Cut, ChangingETag: true}, wantErr: "not resumed: the upstream answered 200 to a Range request"},
 		{name: "no validator", opts: faultproxy.Options{Fault: faultproxy.Cut, NoValidators: true}, wantErr: "not resumed: the upstream sent no validator"},

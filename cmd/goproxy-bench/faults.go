@@ -31,7 +31,7 @@ type faultsBench struct{}
 
 func (faultsBench) Name() string { return "faults" }
 func (faultsBench) Synopsis() string {
-	return "direct `go mod download` vs through the agent vs warm, with each zip broken once (cut, stall, reset, 503)"
+	return "direct `go mod download` vs through the agent vs warm, with each zip broken once (cut, stall, reset, 503, silent)"
 }
 
 const faultsBenchUsage = `Usage: goproxy-bench faults [flags]
@@ -44,8 +44,8 @@ network event would; then times with a cold GOMODCACHE each time:
   direct  'go mod download' (GOSUMDB=off, GOFLAGS=-mod=mod) straight to it
   agent   the same through the forwarder (in this process: proxy.Handler
           over upstream.Client with the policy's defaults: 3 attempts,
-          200 ms backoff, breaker 5 failures / 30 s; idle-body timeout
-          --idle-body)
+          200 ms backoff, breaker 5 failures / 30 s; --timeout as the
+          per-fetch response-header and idle-body timeout)
   warm    warm straight to it through upstream.Client, as
           'goproxy-setup warm' does
 
@@ -53,10 +53,13 @@ and prints, per fault and path: the time, the outcome, the retries and
 resumes the upstream client counted, and the bytes the upstream sent more
 than once (sent in all minus the size of every file asked for).
 'cut-norange' is a cut from an upstream without Range support: the
-agent and warm cannot resume, which shows what resuming saves.
+agent and warm cannot resume, which shows what resuming saves. 'silent'
+is an upstream that answers nothing to any request for --stall: the
+time the go command takes to fail, and whether it prints the agent's
+diagnosis (the fail-fast of a really-down upstream).
 
 Example:
-  goproxy-bench faults --fixtures caddy --faults none,cut,stall,reset,503,cut-norange
+  goproxy-bench faults --fixtures caddy --faults none,cut,stall,reset,503,cut-norange,silent
 
 Flags:
 `
@@ -64,7 +67,7 @@ Flags:
 func (faultsBench) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		fixtures, fixturesDir, faults, cacheDir, upstreamURL, modes string
-		idle, stall                                                 time.Duration
+		timeout, stall                                              time.Duration
 	)
 	ucd, _ := os.UserCacheDir()
 	fs := flag.NewFlagSet("faults", flag.ContinueOnError)
@@ -76,7 +79,7 @@ func (faultsBench) Run(ctx context.Context, args []string, stdout, stderr io.Wri
 	fs.StringVar(&modes, "modes", "direct,agent,warm", "what to time")
 	fs.StringVar(&cacheDir, "cache-dir", filepath.Join(ucd, "goproxy-setup-bench"), "where the primed proxy is kept between runs")
 	fs.StringVar(&upstreamURL, "upstream", "", "module proxy to prime from (default: the first proxy of `go env GOPROXY`)")
-	fs.DurationVar(&idle, "idle-body", 5*time.Second, "the agent's and warm's idle-body timeout")
+	fs.DurationVar(&timeout, "timeout", 5*time.Second, "the agent's and warm's per-fetch timeout (response header, idle body), as --timeout of goproxy-setup")
 	fs.DurationVar(&stall, "stall", 30*time.Second, "how long a stalled body stays silent before the upstream closes it")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -131,7 +134,7 @@ func (faultsBench) Run(ctx context.Context, args []string, stdout, stderr io.Wri
 					continue
 				}
 				fmt.Fprintf(stderr, "%s, %s, %s\n", name, fname, mode)
-				r, err := b.faultRun(ctx, fx, proxyDir, opts, mode, idle)
+				r, err := b.faultRun(ctx, fx, proxyDir, opts, mode, timeout)
 				if err != nil {
 					return err
 				}
@@ -160,7 +163,11 @@ func faultOptions(name string, stall time.Duration) (faultproxy.Options, error) 
 	if err != nil {
 		return faultproxy.Options{}, fmt.Errorf("--faults: %w", err)
 	}
-	return faultproxy.Options{Fault: f, StallFor: stall, NoRange: norange}, nil
+	o := faultproxy.Options{Fault: f, StallFor: stall, NoRange: norange}
+	if f == faultproxy.Silent {
+		o.Match, o.Times = func(string) bool { return true }, 1<<30 // down: every request
+	}
+	return o, nil
 }
 
 // faultResult is one timed run.
@@ -180,7 +187,7 @@ func (r faultResult) count(n int64) string {
 
 // faultRun times one mode against a fresh faulty upstream serving
 // proxyDir.
-func (b *bench) faultRun(ctx context.Context, fx fixture, proxyDir string, opts faultproxy.Options, mode string, idle time.Duration) (faultResult, error) {
+func (b *bench) faultRun(ctx context.Context, fx fixture, proxyDir string, opts faultproxy.Options, mode string, timeout time.Duration) (faultResult, error) {
 	fh := faultproxy.New(os.DirFS(proxyDir), opts)
 	defer fh.Close()
 	up, err := serveHandler(fh)
@@ -196,7 +203,7 @@ func (b *bench) faultRun(ctx context.Context, fx fixture, proxyDir string, opts 
 	case "direct":
 		_, runErr = b.goModDownload(ctx, fx, upURL)
 	case "agent", "warm":
-		c, err := benchClient(upURL, idle)
+		c, err := benchClient(upURL, timeout)
 		if err != nil {
 			return res, err
 		}
@@ -246,15 +253,14 @@ func (b *bench) faultRun(ctx context.Context, fx fixture, proxyDir string, opts 
 const benchToken = "goproxy-bench-faults-token"
 
 // benchClient is the upstream client the agent builds from the default
-// policy, with the idle-body timeout idle.
-func benchClient(u string, idle time.Duration) (*upstream.Client, error) {
+// policy and --timeout.
+func benchClient(u string, timeout time.Duration) (*upstream.Client, error) {
 	entries, err := upstream.ParseList(u)
 	if err != nil {
 		return nil, err
 	}
 	pol := policies.Default()
-	t := upstream.DefaultTimeouts(policies.DefaultTimeout)
-	t.IdleBody = idle
+	t := upstream.DefaultTimeouts(timeout)
 	return upstream.New(upstream.Options{
 		Entries:   entries,
 		Transport: upstream.NewTransport(upstream.TransportOptions{Timeouts: t, Retry: upstream.Retry{Attempts: pol.Retry.Attempts, Backoff: pol.Retry.Backoff, MaxBackoff: pol.Retry.MaxBackoff}}),
@@ -283,9 +289,15 @@ type closerListener struct {
 func (c closerListener) Close() error { return c.srv.Close() }
 
 // firstLineOf returns the go command's most telling line of err: the
-// first one naming an error, else the first.
+// agent's diagnosis when cmd/go printed it, else the first one naming an
+// error, else the first.
 func firstLineOf(err error) string {
 	lines := strings.Split(err.Error(), "\n")
+	for _, l := range lines {
+		if i := strings.Index(l, "goproxy-setup:"); i >= 0 {
+			return clipLine(l[i:])
+		}
+	}
 	for _, l := range lines {
 		if strings.Contains(l, "unexpected EOF") || strings.Contains(l, "reset") || strings.Contains(l, "503") || strings.Contains(l, "502") || strings.Contains(l, "504") {
 			return clipLine(strings.TrimSpace(l))

@@ -48,9 +48,13 @@ const (
 	Reset
 	// Unavailable answers 503 Service Unavailable.
 	Unavailable
+	// Silent answers nothing (not even a header) for StallFor, or until
+	// the client goes away, then aborts: an upstream that accepts
+	// connections and never answers.
+	Silent
 )
 
-var faultNames = [...]string{"none", "cut", "stall", "reset", "503"}
+var faultNames = [...]string{"none", "cut", "stall", "reset", "503", "silent"}
 
 func (f Fault) String() string {
 	if int(f) < len(faultNames) {
@@ -83,8 +87,8 @@ type Options struct {
 	// CutAfter is the body bytes sent before a Cut or a Stall; 0 means half
 	// the file. A Range request's body counts from its first byte.
 	CutAfter int64
-	// StallFor bounds a Stall; 0 means until the client goes away or the
-	// Handler is closed.
+	// StallFor bounds a Stall or a Silent answer; 0 means until the
+	// client goes away or the Handler is closed.
 	StallFor time.Duration
 	// NoRange makes the upstream ignore Range headers (200 and the whole
 	// file), as servers without Range support do.
@@ -192,6 +196,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case Unavailable:
 		http.Error(w, "upstream busy (fault injected)", http.StatusServiceUnavailable)
 		return
+	case Silent:
+		h.wait(r)
+		panic(http.ErrAbortHandler)
 	}
 	if h.opts.NoRange {
 		r.Header.Del("Range")
@@ -225,21 +232,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	http.NewResponseController(w).Flush()
 	if fault == Stall {
-		var after <-chan time.Time
-		if h.opts.StallFor > 0 {
-			t := time.NewTimer(h.opts.StallFor)
-			defer t.Stop()
-			after = t.C
-		}
-		select {
-		case <-r.Context().Done():
-		case <-h.closed:
-		case <-after:
-		}
+		h.wait(r)
 	}
 	// Over HTTP/1.1 the server closes the connection; over HTTP/2 it
 	// resets the stream.
 	panic(http.ErrAbortHandler)
+}
+
+// wait returns after StallFor, when the client goes away, or when the
+// Handler is closed.
+func (h *Handler) wait(r *http.Request) {
+	var after <-chan time.Time
+	if h.opts.StallFor > 0 {
+		t := time.NewTimer(h.opts.StallFor)
+		defer t.Stop()
+		after = t.C
+	}
+	select {
+	case <-r.Context().Done():
+	case <-h.closed:
+	case <-after:
+	}
 }
 
 // reset aborts a request before any answer: a TCP RST over HTTP/1.1
