@@ -29,6 +29,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent/wire"
 	"github.com/goproxy-setup/goproxy-setup/internal/modgen"
 	"github.com/goproxy-setup/goproxy-setup/internal/pki"
+	"github.com/goproxy-setup/goproxy-setup/internal/procmem"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
@@ -232,7 +233,7 @@ func (agentBench) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 		}
 		return ag.base + "/" + fmt.Sprintf("example.bench/m%02d/", (client+i/4)%50) + mix[i%4]
 	})
-	hwm, rss := procMem(ag.pid)
+	hwm, rss := procmem.Of(ag.pid)
 	st, _ := agentStats(ag.base)
 	fmt.Fprintln(stdout)
 	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
@@ -501,23 +502,6 @@ func agentStats(base string) (proxy.Stats, error) {
 	defer resp.Body.Close()
 	err = json.NewDecoder(resp.Body).Decode(&st)
 	return st, err
-}
-
-// procMem returns VmHWM and VmRSS of pid.
-func procMem(pid int) (hwm, rss string) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return "?", "?"
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			hwm = strings.TrimSpace(v)
-		}
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			rss = strings.TrimSpace(v)
-		}
-	}
-	return hwm, rss
 }
 
 func pctl(d []time.Duration, p int) time.Duration {

@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/goproxy-setup/goproxy-setup/internal/procmem"
 	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/podman"
 	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
@@ -199,8 +200,9 @@ func TestSidecarPods(t *testing.T) {
 			if out, err := scope.Run(ctx, append([]string{"exec", ctr(sidecar)}, probe...)...); err != nil {
 				t.Errorf("exec probe %v: %v\n%s", probe, err, out)
 			}
-			pid, _ := scope.Run(ctx, "inspect", "--format", "{{.State.Pid}}", ctr(sidecar))
-			rss, hwm := memory(strings.TrimSpace(pid))
+			pidText, _ := scope.Run(ctx, "inspect", "--format", "{{.State.Pid}}", ctr(sidecar))
+			pid, _ := strconv.Atoi(strings.TrimSpace(pidText))
+			hwm, rss := procmem.Of(pid)
 
 			if out, err := scope.Run(ctx, "pod", "stop", "-t", "10", name); err != nil {
 				t.Fatalf("pod stop: %v\n%s", err, out)
@@ -427,20 +429,6 @@ func logTimes(log, module string) (serving, first time.Time) {
 		}
 	}
 	return serving, first
-}
-
-// memory returns the resident and peak resident set of process pid.
-func memory(pid string) (rss, hwm string) {
-	b, _ := os.ReadFile("/proc/" + pid + "/status")
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			rss = strings.TrimSpace(v)
-		}
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			hwm = strings.TrimSpace(v)
-		}
-	}
-	return rss, hwm
 }
 
 func workDir(spec, c map[string]any) {
