@@ -1,0 +1,158 @@
+package podsidecar
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/goproxy-setup/goproxy-setup/agent/server"
+	"github.com/goproxy-setup/goproxy-setup/agent/wire"
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
+	"github.com/goproxy-setup/goproxy-setup/tlsauth"
+)
+
+// The sidecar's and the job's uids in the host-level tests: in no passwd
+// file, as in a pod.
+const sidecarUID, jobUID = 64101, 64102
+
+// TestSidecarRenews: the sidecar binary, as a non-root uid, with a
+// 10-second certificate from step-ca in Secret-shaped files (0644) and the
+// renewal settings of the manifests, renews it itself: a fetch for the job
+// after the enrolled certificate has expired, on a fresh handshake (the
+// first connection to the upstream), is served (nginx accepts only
+// certificates from that step-ca, and checks their expiry). SIGTERM then
+// ends it with exit 0, and its log holds neither the token nor the key.
+func TestSidecarRenews(t *testing.T) {
+	t.Parallel()
+	ca := testenv.StartStepCA(t)
+	stack := testenv.StartMTLSStack(t, []testenv.Module{mod}, testenv.WithClientCA(ca.CA))
+	cert, err := tlsauth.Enroll(context.Background(), tlsauth.EnrollConfig{
+		CAURL: ca.URL, Fingerprint: ca.Fingerprint, Lifetime: 10 * time.Second,
+		Token: ca.JWKToken(t, "sidecar.example.test"),
+	})
+	if err != nil {
+		t.Fatalf("Enroll: %v", err)
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := tlsauth.IdentityPEM(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := sharedDir(t)
+	bin := filepath.Join(dir, "goproxy-setup")
+	copyFile(t, testenv.Binary(t), bin, 0o755)
+	for name, data := range map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(t, stack.CAFile, filepath.Join(dir, "ca.crt"), 0o644)
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+
+	var logs testenv.SyncBuffer
+	sidecar := exec.Command(bin, "sidecar", "--job-uid", strconv.Itoa(jobUID), "--listen", addr,
+		"--upstream", stack.URL, "--ca-cert", filepath.Join(dir, "ca.crt"),
+		"--client-cert", filepath.Join(dir, "tls.crt"), "--client-key", filepath.Join(dir, "tls.key"),
+		"--renew-ca-url", ca.URL, "--renew-ca-fingerprint", ca.Fingerprint, "--log-format", "json")
+	sidecar.Env = []string{"PATH=/usr/bin:/bin", "HOME=/"}
+	sidecar.Dir = "/"
+	sidecar.Stdout, sidecar.Stderr = &logs, &logs
+	sidecar.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: sidecarUID, Gid: sidecarUID}}
+	if err := sidecar.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sidecar.Wait() }()
+	t.Cleanup(func() {
+		sidecar.Process.Kill()
+		<-done
+	})
+	waitServing(t, addr, done, &logs)
+
+	// Past the enrolled certificate's end: only a renewed one is accepted.
+	time.Sleep(time.Until(leaf.NotAfter) + time.Second)
+	env := getAs(t, jobUID, "http://"+addr+wire.SidecarEnvPath+"?format=dotenv")
+	base, ok := strings.CutPrefix(strings.TrimSpace(env), "GOPROXY=")
+	if !ok {
+		t.Fatalf("the job's environment: %q, want GOPROXY=...", env)
+	}
+	if info := getAs(t, jobUID, base+"/"+mod.Path+"/@v/"+mod.Version+".info"); !strings.Contains(info, mod.Version) {
+		t.Errorf("fetch after the enrolled certificate expired: %q, want the .info of %s", info, mod.Version)
+	}
+	if !strings.Contains(logs.String(), "renewed client certificate") {
+		t.Errorf("the sidecar's log does not show a renewal:\n%s", logs.String())
+	}
+
+	sidecar.Process.Signal(syscall.SIGTERM)
+	if err := <-done; err != nil {
+		t.Errorf("sidecar after SIGTERM: %v, want exit 0\n%s", err, logs.String())
+	}
+	done <- nil // for the cleanup
+	token := strings.TrimPrefix(base, "http://"+addr+"/")
+	for what, secret := range map[string]string{"the token": token, "the key": string(bytes.TrimSpace(keyPEM))[40:80]} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("the sidecar's log holds %s", what)
+		}
+	}
+}
+
+// waitServing waits until the sidecar at addr answers its probe, failing
+// when it exits first.
+func waitServing(t *testing.T, addr string, done chan error, logs *testenv.SyncBuffer) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for server.Probe(context.Background(), addr) != nil {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("sidecar exited before serving: %v\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sidecar not serving after 30 s:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// getAs GETs url with curl as uid and returns the body; a failed request
+// fails the test.
+func getAs(t *testing.T, uid int, url string) string {
+	t.Helper()
+	c := exec.Command("curl", "-fsS", "--max-time", "20", url)
+	c.Dir = "/"
+	c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	out, err := c.Output()
+	if err != nil {
+		t.Fatalf("GET %s as uid %d: %v: %s", strings.SplitN(url, "/", 4)[2], uid, err, stderr.String())
+	}
+	return string(out)
+}
+
+// sharedDir is a directory every uid may read, removed when the test
+// ends (t.TempDir's are the test's user's alone).
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "gps-sidecar-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
