@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
 // The test binary doubles as the agent stand-in and as the job user's probe:
@@ -354,18 +356,7 @@ func agentUser(t *testing.T) *User {
 // publicDir returns a fresh directory that every user may traverse, so that
 // an EACCES below it comes from the directory under test, not from a
 // private test temp dir above it.
-func publicDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "privtest-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
+func publicDir(t *testing.T) string { return testenv.PublicDir(t, "privtest-") }
 
 func runAs(t *testing.T, bin string, u *User, mode string, env []string, in any, out any) {
 	t.Helper()

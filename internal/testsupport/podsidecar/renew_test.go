@@ -49,7 +49,7 @@ func TestSidecarRenews(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := sharedDir(t)
+	dir := testenv.PublicDir(t, "gps-sidecar-")
 	bin := filepath.Join(dir, "goproxy-setup")
 	copyFile(t, testenv.Binary(t), bin, 0o755)
 	for name, data := range map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM} {
@@ -140,19 +140,4 @@ func getAs(t *testing.T, uid int, url string) string {
 		t.Fatalf("GET %s as uid %d: %v: %s", strings.SplitN(url, "/", 4)[2], uid, err, stderr.String())
 	}
 	return string(out)
-}
-
-// sharedDir is a directory every uid may read, removed when the test
-// ends (t.TempDir's are the test's user's alone).
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "gps-sidecar-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
 }

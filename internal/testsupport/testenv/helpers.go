@@ -96,3 +96,21 @@ func Noise(n int) []byte {
 	}
 	return b
 }
+
+// PublicDir returns a fresh directory named prefix* that every user may
+// traverse and read (0755), removed when the test ends: t.TempDir's are
+// private to the test's user, so a test that runs processes under other
+// uids puts what they read here (and an EACCES below it comes from what
+// is under test, not from a private temp dir above it).
+func PublicDir(t testing.TB, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
