@@ -60,6 +60,9 @@ type ProcessConfig struct {
 	// job gets its GOPROXY from wire.SidecarEnvPath).
 	Sidecar bool
 	JobUID  int
+	// StateDir, for a sidecar, keeps its capability token (SidecarToken),
+	// so that a restarted sidecar serves the job's GOPROXY unchanged.
+	StateDir string
 	// RenewCAURL and RenewCAFingerprint name the step-ca that renews the
 	// client certificate while the agent runs ("" for none).
 	RenewCAURL, RenewCAFingerprint string
@@ -141,6 +144,11 @@ func Run(ctx context.Context, cfg ProcessConfig) (err error) {
 		return err
 	}
 	defer h.Zero()
+	if cfg.Sidecar && cfg.StateDir != "" {
+		if h.Token, err = SidecarToken(cfg.StateDir); err != nil {
+			return err
+		}
+	}
 	if h.Token == "" {
 		if h.Token, err = proxy.NewToken(); err != nil {
 			return err

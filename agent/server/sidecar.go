@@ -2,15 +2,22 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
 	"github.com/goproxy-setup/goproxy-setup/agent/wire"
+	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 )
 
@@ -66,4 +73,50 @@ func Probe(ctx context.Context, addr string) error {
 		return fmt.Errorf("probe %s: got %s %q, want 200 ok (is another server on that port?)", addr, resp.Status, b)
 	}
 	return nil
+}
+
+// tokenFile is the sidecar's capability token in its state dir.
+const tokenFile = "token"
+
+// SidecarToken returns the capability token kept in dir, making it (0600,
+// atomically) on the first start: a sidecar restarted by its liveness
+// probe or after running out of memory then serves the GOPROXY the job
+// already holds. dir is meant to be an emptyDir mounted into the sidecar
+// alone (it outlives container restarts, not the pod). A token file that
+// is not a regular file of this uid with mode 0600 holding a token is
+// refused, naming the file.
+func SidecarToken(dir string) (string, error) {
+	path := filepath.Join(dir, tokenFile)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		tok, err := proxy.NewToken()
+		if err != nil {
+			return "", err
+		}
+		if err := atomicfile.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+			return "", errkind.Mark(errkind.Local, fmt.Errorf("keep the sidecar's token in --state-dir: %w", err))
+		}
+		return tok, nil
+	case err != nil:
+		return "", errkind.Mark(errkind.Local, fmt.Errorf("the sidecar's token %s: %w (remove it, or give --state-dir a directory of the sidecar's own)", path, err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", errkind.Mark(errkind.Local, fmt.Errorf("the sidecar's token %s: %w", path, err))
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 || !ok || int(st.Uid) != os.Getuid() {
+		return "", errkind.Mark(errkind.Local, fmt.Errorf("the sidecar's token %s is not a 0600 file of uid %d: remove it, or give --state-dir a directory of the sidecar's own", path, os.Getuid()))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 128))
+	if err != nil {
+		return "", errkind.Mark(errkind.Local, fmt.Errorf("the sidecar's token %s: %w", path, err))
+	}
+	tok := strings.TrimSpace(string(b))
+	if raw, err := base64.RawURLEncoding.DecodeString(tok); err != nil || len(raw) != 16 {
+		return "", errkind.Mark(errkind.Local, fmt.Errorf("the sidecar's token %s does not hold a token: remove it", path))
+	}
+	return tok, nil
 }

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -108,6 +110,43 @@ func TestSidecarConfigRefused(t *testing.T) {
 			err := Run(context.Background(), test.cfg)
 			if err == nil || !strings.Contains(err.Error(), test.want) || errkind.Of(err) != errkind.BadInput {
 				t.Errorf("Run(%+v) = %v (%v), want bad input saying %q", test.cfg, err, errkind.Of(err), test.want)
+			}
+		})
+	}
+}
+
+// TestSidecarToken: the sidecar's token is made once (0600) and read back
+// on a restart; a token file that is a link, readable by others, or not a
+// token is refused, naming the file.
+func TestSidecarToken(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	first, err := SidecarToken(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, tokenFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v, mode %v; want 0600", err, fi.Mode())
+	}
+	if again, err := SidecarToken(dir); err != nil || again != first {
+		t.Errorf("second start: token %q (%v), want the first one %q", again, err, first)
+	}
+	for _, test := range []struct {
+		name  string
+		setup func(path string)
+	}{
+		{"link", func(p string) { os.Symlink(filepath.Join(dir, tokenFile), p) }},
+		{"readable by others", func(p string) { os.WriteFile(p, []byte(first), 0o644) }},
+		{"not a token", func(p string) { os.WriteFile(p, []byte("not-a-token"), 0o600) }},
+	} {
+		t.Run(test.name, func(t *testing.T) {
+			t.Parallel()
+			d := t.TempDir()
+			path := filepath.Join(d, tokenFile)
+			test.setup(path)
+			if _, err := SidecarToken(d); err == nil || !strings.Contains(err.Error(), path) {
+				t.Errorf("SidecarToken with a token file that is %s: %v, want an error naming %s", test.name, err, path)
 			}
 		})
 	}

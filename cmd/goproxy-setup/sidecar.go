@@ -40,6 +40,7 @@ func (sidecarCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 	cfg.PolicyFile, cfg.Upstream, cfg.UpstreamSet = c.policy, c.upstream.val, c.upstream.set
 	cfg.ClientCert, cfg.ClientKey, cfg.CACert = c.clientCert, c.clientKey, c.caCert
 	cfg.Timeout = c.timeout
+	cfg.StateDir = c.stateDir
 	cfg.Logger = newLogger("sidecar", &c, stderr)
 	return server.Run(ctx, cfg)
 }

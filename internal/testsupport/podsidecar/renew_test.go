@@ -60,25 +60,9 @@ func TestSidecarRenews(t *testing.T) {
 	copyFile(t, stack.CAFile, filepath.Join(dir, "ca.crt"), 0o644)
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 
-	var logs testenv.SyncBuffer
-	sidecar := exec.Command(bin, "sidecar", "--job-uid", strconv.Itoa(jobUID), "--listen", addr,
-		"--upstream", stack.URL, "--ca-cert", filepath.Join(dir, "ca.crt"),
+	sc := startSidecar(t, bin, addr, "--upstream", stack.URL, "--ca-cert", filepath.Join(dir, "ca.crt"),
 		"--client-cert", filepath.Join(dir, "tls.crt"), "--client-key", filepath.Join(dir, "tls.key"),
-		"--renew-ca-url", ca.URL, "--renew-ca-fingerprint", ca.Fingerprint, "--log-format", "json")
-	sidecar.Env = []string{"PATH=/usr/bin:/bin", "HOME=/"}
-	sidecar.Dir = "/"
-	sidecar.Stdout, sidecar.Stderr = &logs, &logs
-	sidecar.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: sidecarUID, Gid: sidecarUID}}
-	if err := sidecar.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- sidecar.Wait() }()
-	t.Cleanup(func() {
-		sidecar.Process.Kill()
-		<-done
-	})
-	waitServing(t, addr, done, &logs)
+		"--renew-ca-url", ca.URL, "--renew-ca-fingerprint", ca.Fingerprint)
 
 	// Past the enrolled certificate's end: only a renewed one is accepted.
 	time.Sleep(time.Until(leaf.NotAfter) + time.Second)
@@ -90,20 +74,86 @@ func TestSidecarRenews(t *testing.T) {
 	if info := getAs(t, jobUID, base+"/"+mod.Path+"/@v/"+mod.Version+".info"); !strings.Contains(info, mod.Version) {
 		t.Errorf("fetch after the enrolled certificate expired: %q, want the .info of %s", info, mod.Version)
 	}
-	if !strings.Contains(logs.String(), "renewed client certificate") {
-		t.Errorf("the sidecar's log does not show a renewal:\n%s", logs.String())
+	if !strings.Contains(sc.logs.String(), "renewed client certificate") {
+		t.Errorf("the sidecar's log does not show a renewal:\n%s", sc.logs.String())
 	}
-
-	sidecar.Process.Signal(syscall.SIGTERM)
-	if err := <-done; err != nil {
-		t.Errorf("sidecar after SIGTERM: %v, want exit 0\n%s", err, logs.String())
-	}
-	done <- nil // for the cleanup
+	sc.stop(t)
 	token := strings.TrimPrefix(base, "http://"+addr+"/")
 	for what, secret := range map[string]string{"the token": token, "the key": string(bytes.TrimSpace(keyPEM))[40:80]} {
-		if strings.Contains(logs.String(), secret) {
+		if strings.Contains(sc.logs.String(), secret) {
 			t.Errorf("the sidecar's log holds %s", what)
 		}
+	}
+}
+
+// TestSidecarRestartKeepsGOPROXY: with --state-dir (an emptyDir of the
+// sidecar's own in the manifests), a restarted sidecar (liveness probe,
+// out of memory) serves the GOPROXY the job already holds.
+func TestSidecarRestartKeepsGOPROXY(t *testing.T) {
+	t.Parallel()
+	stack := testenv.StartMTLSStack(t, []testenv.Module{mod})
+	dir := testenv.PublicDir(t, "gps-sidecar-")
+	bin := filepath.Join(dir, "goproxy-setup")
+	copyFile(t, testenv.Binary(t), bin, 0o755)
+	state := filepath.Join(dir, "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(state, sidecarUID, sidecarUID); err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	envURL := "http://" + addr + wire.SidecarEnvPath
+	var envs []string
+	for range 2 {
+		sc := startSidecar(t, bin, addr, "--upstream", stack.URL, "--state-dir", state)
+		envs = append(envs, getAs(t, jobUID, envURL))
+		sc.stop(t)
+	}
+	if envs[0] != envs[1] || !strings.Contains(envs[0], "GOPROXY=") {
+		t.Errorf("the job's environment after a restart changed (or holds no GOPROXY): before %q, after %q", envs[0], envs[1])
+	}
+}
+
+// sidecarProc is a sidecar started by startSidecar.
+type sidecarProc struct {
+	cmd  *exec.Cmd
+	done chan error
+	logs *testenv.SyncBuffer
+}
+
+// startSidecar starts the sidecar binary bin as sidecarUID serving jobUID
+// on addr, with args added, and waits until it answers its probe; it is
+// killed when the test ends unless stop ended it.
+func startSidecar(t *testing.T, bin, addr string, args ...string) *sidecarProc {
+	t.Helper()
+	sc := &sidecarProc{done: make(chan error, 1), logs: &testenv.SyncBuffer{}}
+	sc.cmd = exec.Command(bin, append([]string{"sidecar", "--job-uid", strconv.Itoa(jobUID), "--listen", addr, "--log-format", "json"}, args...)...)
+	sc.cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/"}
+	sc.cmd.Dir = "/"
+	sc.cmd.Stdout, sc.cmd.Stderr = sc.logs, sc.logs
+	sc.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: sidecarUID, Gid: sidecarUID}}
+	if err := sc.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { sc.done <- sc.cmd.Wait() }()
+	t.Cleanup(func() {
+		sc.cmd.Process.Kill()
+		err := <-sc.done
+		sc.done <- err
+	})
+	waitServing(t, addr, sc.done, sc.logs)
+	return sc
+}
+
+// stop sends SIGTERM and expects exit 0 (a clean shutdown).
+func (sc *sidecarProc) stop(t *testing.T) {
+	t.Helper()
+	sc.cmd.Process.Signal(syscall.SIGTERM)
+	err := <-sc.done
+	sc.done <- err
+	if err != nil {
+		t.Errorf("sidecar after SIGTERM: %v, want exit 0\n%s", err, sc.logs.String())
 	}
 }
 

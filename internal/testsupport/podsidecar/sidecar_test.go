@@ -292,25 +292,43 @@ func overlay(t *testing.T, pod map[string]any, name, secret, sidecarImage, upstr
 	return sidecar["name"].(string)
 }
 
-// checkOnlySidecarMountsKey: the Secret's volume is mounted by the sidecar
-// alone, in the manifest as written.
+// checkOnlySidecarMountsKey: in the manifest as written there is one
+// Secret volume (the client key), the sidecar mounts it, and no other
+// container mounts any volume the sidecar mounts (the key, its token) or
+// takes an environment variable from elsewhere (a Secret).
 func checkOnlySidecarMountsKey(t *testing.T, pod map[string]any) {
 	t.Helper()
 	spec := pod["spec"].(map[string]any)
-	secretVols := map[string]bool{}
+	secrets := 0
 	for _, v := range list(spec["volumes"]) {
 		if _, ok := v.(map[string]any)["secret"]; ok {
-			secretVols[v.(map[string]any)["name"].(string)] = true
+			secrets++
 		}
 	}
-	if len(secretVols) != 1 {
-		t.Fatalf("the manifest has %d Secret volumes, want 1 (the client key's)", len(secretVols))
+	if secrets != 1 {
+		t.Fatalf("the manifest has %d Secret volumes, want 1 (the client key's)", secrets)
 	}
+	sidecarVols := map[string]bool{}
+	var others []map[string]any
 	for _, c := range append(list(spec["initContainers"]), list(spec["containers"])...) {
 		c := c.(map[string]any)
+		if c["restartPolicy"] != "Always" {
+			others = append(others, c)
+			continue
+		}
 		for _, m := range list(c["volumeMounts"]) {
-			if secretVols[m.(map[string]any)["name"].(string)] && c["restartPolicy"] != "Always" {
-				t.Errorf("container %s mounts the client key's Secret: only the sidecar may", c["name"])
+			sidecarVols[m.(map[string]any)["name"].(string)] = true
+		}
+	}
+	for _, v := range list(spec["volumes"]) {
+		if _, ok := v.(map[string]any)["secret"]; ok && !sidecarVols[v.(map[string]any)["name"].(string)] {
+			t.Errorf("the sidecar does not mount the client key's Secret")
+		}
+	}
+	for _, c := range others {
+		for _, m := range list(c["volumeMounts"]) {
+			if n := m.(map[string]any)["name"].(string); sidecarVols[n] {
+				t.Errorf("container %s mounts the sidecar's volume %s: only the sidecar may", c["name"], n)
 			}
 		}
 		for _, e := range list(c["env"]) {
