@@ -110,6 +110,7 @@ func (faultsBench) Run(ctx context.Context, args []string, stdout, stderr io.Wri
 		modeSet[strings.TrimSpace(m)] = true
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	defer tw.Flush() // once, at the end: the columns align over every row
 	fmt.Fprintf(tw, "fixture\tfault (once per zip)\tpath\tseconds\tvs direct, no fault\toutcome\tretries\tresumes\tsent twice\n")
 	for _, name := range strings.Split(fixtures, ",") {
 		fx := fixture{name: name, goSum: filepath.Join(fixturesDir, name+".go.sum"), goMod: filepath.Join(fixturesDir, name+".go.mod")}
@@ -146,11 +147,11 @@ func (faultsBench) Run(ctx context.Context, args []string, stdout, stderr io.Wri
 					ratio = fmt.Sprintf("%.2fx", r.secs/base)
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\n", name, fname, mode, r.secs, ratio, r.outcome, r.count(r.retries), r.count(r.resumes), sizeOf(int(max(0, r.twice))))
-				tw.Flush()
+				fmt.Fprintf(stderr, "  %.1fs %s\n", r.secs, r.outcome)
 			}
 		}
 	}
-	return tw.Flush()
+	return nil
 }
 
 // faultOptions returns the faultproxy options of a fault name.
@@ -288,9 +289,9 @@ type closerListener struct {
 
 func (c closerListener) Close() error { return c.srv.Close() }
 
-// firstLineOf returns the go command's most telling line of err: the
-// agent's diagnosis when cmd/go printed it, else the first one naming an
-// error, else the first.
+// firstLineOf returns the go command's most telling line of err, shortened
+// to its end: the agent's diagnosis when cmd/go printed it, else the first
+// one naming an error, else the first.
 func firstLineOf(err error) string {
 	lines := strings.Split(err.Error(), "\n")
 	for _, l := range lines {
@@ -300,7 +301,7 @@ func firstLineOf(err error) string {
 	}
 	for _, l := range lines {
 		if strings.Contains(l, "unexpected EOF") || strings.Contains(l, "reset") || strings.Contains(l, "503") || strings.Contains(l, "502") || strings.Contains(l, "504") {
-			return clipLine(strings.TrimSpace(l))
+			return clipLine(strings.TrimSpace(l[strings.LastIndex(l, ": ")+2:]))
 		}
 	}
 	return clipLine(lines[0])
