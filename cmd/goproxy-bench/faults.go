@@ -67,7 +67,7 @@ Flags:
 func (faultsBench) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		fixtures, fixturesDir, faults, cacheDir, upstreamURL, modes string
-		timeout, stall                                              time.Duration
+		timeout, stall, limit                                       time.Duration
 	)
 	ucd, _ := os.UserCacheDir()
 	fs := flag.NewFlagSet("faults", flag.ContinueOnError)
@@ -80,7 +80,8 @@ func (faultsBench) Run(ctx context.Context, args []string, stdout, stderr io.Wri
 	fs.StringVar(&cacheDir, "cache-dir", filepath.Join(ucd, "goproxy-setup-bench"), "where the primed proxy is kept between runs")
 	fs.StringVar(&upstreamURL, "upstream", "", "module proxy to prime from (default: the first proxy of `go env GOPROXY`)")
 	fs.DurationVar(&timeout, "timeout", 5*time.Second, "the agent's and warm's per-fetch timeout (response header, idle body), as --timeout of goproxy-setup")
-	fs.DurationVar(&stall, "stall", 30*time.Second, "how long a stalled body stays silent before the upstream closes it")
+	fs.DurationVar(&stall, "stall", 30*time.Second, "how long a stalled body (or a silent upstream) stays silent before the upstream closes it")
+	fs.DurationVar(&limit, "limit", 3*time.Minute, "longest run: cmd/go has no timeout of its own, and a go command still fetching then is stopped and reported as such")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -135,7 +136,7 @@ func (faultsBench) Run(ctx context.Context, args []string, stdout, stderr io.Wri
 					continue
 				}
 				fmt.Fprintf(stderr, "%s, %s, %s\n", name, fname, mode)
-				r, err := b.faultRun(ctx, fx, proxyDir, opts, mode, timeout)
+				r, err := b.faultRun(ctx, fx, proxyDir, opts, mode, timeout, limit)
 				if err != nil {
 					return err
 				}
@@ -188,7 +189,10 @@ func (r faultResult) count(n int64) string {
 
 // faultRun times one mode against a fresh faulty upstream serving
 // proxyDir.
-func (b *bench) faultRun(ctx context.Context, fx fixture, proxyDir string, opts faultproxy.Options, mode string, timeout time.Duration) (faultResult, error) {
+func (b *bench) faultRun(ctx context.Context, fx fixture, proxyDir string, opts faultproxy.Options, mode string, timeout, limit time.Duration) (faultResult, error) {
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
 	fh := faultproxy.New(os.DirFS(proxyDir), opts)
 	defer fh.Close()
 	up, err := serveHandler(fh)
@@ -245,7 +249,12 @@ func (b *bench) faultRun(ctx context.Context, fx fixture, proxyDir string, opts 
 	n := fh.Counts()
 	res.twice = n.BytesSent - n.Distinct
 	res.outcome = "ok"
-	if runErr != nil {
+	switch {
+	case parent.Err() != nil:
+		return res, parent.Err()
+	case ctx.Err() != nil:
+		res.outcome = fmt.Sprintf("STOPPED after --limit %s, still fetching", limit)
+	case runErr != nil:
 		res.outcome = "FAILED: " + firstLineOf(runErr)
 	}
 	return res, nil

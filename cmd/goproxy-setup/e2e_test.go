@@ -106,9 +106,15 @@ func TestRunThroughNginx(t *testing.T) {
 		t.Fatalf("status exit %d: %s", code, stderr)
 	}
 	var st struct {
-		Requests int64            `json:"requests"`
-		Served   map[string]int64 `json:"served"`
-		Failures int64            `json:"failures"`
+		Requests  int64            `json:"requests"`
+		Served    map[string]int64 `json:"served"`
+		Failures  int64            `json:"failures"`
+		Upstreams []struct {
+			Upstream string `json:"upstream"`
+			State    string `json:"state"`
+			Retries  *int64 `json:"retries"`
+			Resumes  *int64 `json:"resumes"`
+		} `json:"upstreams"`
 	}
 	if err := json.Unmarshal([]byte(stdout), &st); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, stdout)
@@ -118,6 +124,10 @@ func TestRunThroughNginx(t *testing.T) {
 	}
 	if st.Failures != 0 {
 		t.Errorf("failures = %d, want 0", st.Failures)
+	}
+	// Each upstream's retries and resumes, for a flaky network to show.
+	if u := st.Upstreams; len(u) != 1 || u[0].Upstream != stack.URL || u[0].State != "closed" || u[0].Retries == nil || u[0].Resumes == nil {
+		t.Errorf("status --json upstreams = %+v, want %s, closed, with its retries and resumes counted:\n%s", u, stack.URL, stdout)
 	}
 	logb, err := os.ReadFile(filepath.Join(state, "agent.log"))
 	if err != nil {
