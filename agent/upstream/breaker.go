@@ -22,19 +22,22 @@ import (
 // upstream every HealthInterval and closes the circuit as soon as the
 // upstream answers.
 //
-// A network event is counted once: a failure counts only when its request
-// was sent after the last failure that counted. Requests that were already
-// in flight when a failure was counted — the other streams cut by the same
-// reset, stalled by the same stall — were hit by that same event, and are
-// counted apart (Counters.CoalescedFailures) without moving the circuit.
-// So a burst of simultaneous failures, however wide, is one failure, and
-// the retries, resumes and new requests sent after it decide whether the
-// upstream is down: an upstream that is down fails each of them, and the
-// circuit opens after Failures of them in a row (every one sent after the
-// previous failure), while a blip heals and closes the count. Each request
-// still fails in bounded time on its own (timeouts, Retry.Attempts), and
-// '|' still fails over per request without waiting for the circuit
-// (docs/resilience.md has the measurements).
+// A network event is counted once. A body that breaks after its answer
+// began (cut, reset, stalled past the idle-body timeout, and not resumed)
+// counts only when its request was sent after the last failure that
+// counted: bodies already streaming when a failure was counted were hit by
+// that same event — the other streams of the same reset, of the same
+// stall — and are counted apart (Counters.CoalescedFailures) without
+// moving the circuit. So a burst of broken bodies, however wide, is one
+// failure, and the requests sent after it decide. A request that got no
+// answer at all (refused, reset, silent, 5xx) counts on its own, after the
+// transport's retries with jittered backoff have failed too: the retries
+// are the filter for a blip, and requests that each failed them all are
+// separate evidence that the upstream is down, so the circuit of a dead
+// or silent upstream opens as fast as before. Each request still fails in
+// bounded time on its own (timeouts, Retry.Attempts), and '|' still fails
+// over per request without waiting for the circuit (docs/resilience.md
+// has the measurements that chose this rule).
 type Breaker struct {
 	// Failures is the number of consecutive failures that open the
 	// circuit; 0 disables the breaker.
@@ -180,11 +183,13 @@ func (c *circuit) release() {
 	c.mu.Unlock()
 }
 
-// record notes the outcome of a request that allow let through, sent at
-// sent: err nil for success (any answer of a healthy upstream, 404
-// included). A failure of a request sent before the last counted failure
-// belongs to that failure's event and does not count (see Breaker).
-func (c *circuit) record(err error, sent time.Time) {
+// record notes the outcome of a request that allow let through: err nil
+// for success (any answer of a healthy upstream, 404 included). For a body
+// that broke after its answer began, streaming is when its request was
+// sent: if that was before the last counted failure, the break belongs to
+// that failure's event and does not count (see Breaker). A zero streaming
+// (a request that got no answer) always counts.
+func (c *circuit) record(err error, streaming time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.trial = false
@@ -196,7 +201,7 @@ func (c *circuit) record(err error, sent time.Time) {
 		return
 	}
 	c.last = err
-	if c.state == stateClosed && sent.Before(c.counted) {
+	if c.state == stateClosed && !streaming.IsZero() && streaming.Before(c.counted) {
 		if c.cnt != nil {
 			c.cnt.coalesced.Add(1)
 		}

@@ -277,7 +277,7 @@ func (c *Client) getVia(ctx context.Context, ci *circuit, e Entry, path string) 
 	case err != nil && ctx.Err() != nil:
 		ci.release() // the caller went away: no verdict on the upstream
 	case breakerFailure(err):
-		ci.record(err, sent)
+		ci.record(err, time.Time{}) // no answer: counts on its own
 	default:
 		ci.record(nil, sent)
 	}

@@ -236,8 +236,9 @@ func barrier(n int) func(http.Handler) http.Handler {
 }
 
 // TestBreakerCountsAnEventOnce: bodies broken together by one event (and
-// not resumable) are one failure for the circuit; failures of requests
-// sent one after the other each count, and open it.
+// not resumable) are one failure for the circuit; requests that got no
+// answer after all their retries count each, together or one after the
+// other, and open it (a dead upstream still fails fast).
 func TestBreakerCountsAnEventOnce(t *testing.T) {
 	t.Parallel()
 	const burst, failures = 8, 3
@@ -276,6 +277,18 @@ func TestBreakerCountsAnEventOnce(t *testing.T) {
 		h := c.Health()[0]
 		if h.State != "closed" || h.ConsecutiveFailures != 1 || h.CoalescedFailures != burst-1 {
 			t.Errorf("after %d bodies cut together: %+v; want closed, 1 failure, %d coalesced", burst, h, burst-1)
+		}
+	})
+	t.Run("burst of no answers", func(t *testing.T) {
+		t.Parallel()
+		c, _ := faultServer(t, files, busy, false, barrier(burst), Breaker{Failures: failures, Cooldown: time.Hour})
+		var wg sync.WaitGroup
+		for p := range files {
+			wg.Go(func() { read(c, p) })
+		}
+		wg.Wait()
+		if h := c.Health()[0]; h.State != "open" || h.CoalescedFailures != 0 {
+			t.Errorf("after %d requests answered 503 through all their retries: %+v; want open, none coalesced", burst, h)
 		}
 	})
 	t.Run("sequential", func(t *testing.T) {

@@ -67,7 +67,7 @@ Flags:
 func (faultsBench) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		fixtures, fixturesDir, faults, cacheDir, upstreamURL, modes string
-		timeout, stall, limit                                       time.Duration
+		timeout, stall, limit, directLimit                          time.Duration
 	)
 	ucd, _ := os.UserCacheDir()
 	fs := flag.NewFlagSet("faults", flag.ContinueOnError)
@@ -81,7 +81,8 @@ func (faultsBench) Run(ctx context.Context, args []string, stdout, stderr io.Wri
 	fs.StringVar(&upstreamURL, "upstream", "", "module proxy to prime from (default: the first proxy of `go env GOPROXY`)")
 	fs.DurationVar(&timeout, "timeout", 5*time.Second, "the agent's and warm's per-fetch timeout (response header, idle body), as --timeout of goproxy-setup")
 	fs.DurationVar(&stall, "stall", 30*time.Second, "how long a stalled body (or a silent upstream) stays silent before the upstream closes it")
-	fs.DurationVar(&limit, "limit", 3*time.Minute, "longest run: cmd/go has no timeout of its own, and a go command still fetching then is stopped and reported as such")
+	fs.DurationVar(&limit, "limit", 5*time.Minute, "longest run through the agent or of warm; one still fetching then is stopped and reported as such")
+	fs.DurationVar(&directLimit, "direct-limit", time.Minute, "longest direct run: cmd/go has no timeout of its own (a stalled or silent upstream holds it until the upstream gives up)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -136,7 +137,11 @@ func (faultsBench) Run(ctx context.Context, args []string, stdout, stderr io.Wri
 					continue
 				}
 				fmt.Fprintf(stderr, "%s, %s, %s\n", name, fname, mode)
-				r, err := b.faultRun(ctx, fx, proxyDir, opts, mode, timeout, limit)
+				lim := limit
+				if mode == "direct" {
+					lim = directLimit
+				}
+				r, err := b.faultRun(ctx, fx, proxyDir, opts, mode, timeout, lim)
 				if err != nil {
 					return err
 				}
@@ -253,7 +258,7 @@ func (b *bench) faultRun(ctx context.Context, fx fixture, proxyDir string, opts 
 	case parent.Err() != nil:
 		return res, parent.Err()
 	case ctx.Err() != nil:
-		res.outcome = fmt.Sprintf("STOPPED after --limit %s, still fetching", limit)
+		res.outcome = fmt.Sprintf("STOPPED after %s, still fetching", limit)
 	case runErr != nil:
 		res.outcome = "FAILED: " + firstLineOf(runErr)
 	}
