@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/ci"
@@ -51,9 +49,6 @@ func RunFrontEnd(ctx context.Context, fe ci.FrontEnd, cfg Config) error {
 		return err
 	}
 	o := Outcome(res, serr)
-	if serr == nil {
-		addLatency(ctx, o)
-	}
 	perr := fe.Publish(o)
 	return errors.Join(ci.Reported(serr), perr, cerr)
 }
@@ -66,15 +61,15 @@ func ReportFrontEnd(ctx context.Context, fe ci.FrontEnd, stateDir string) error 
 	if stateDir == "" {
 		stateDir = supervisor.DefaultStateDir()
 	}
-	if _, err := os.Stat(filepath.Join(stateDir, supervisor.StateFile)); errors.Is(err, os.ErrNotExist) {
-		return fe.NoAgent(stateDir)
-	}
 	d, err := supervisor.OpenStateDir(stateDir)
 	if err != nil {
 		return fmt.Errorf("stop the agent: %w", err)
 	}
 	defer d.Close()
 	s, err := supervisor.Stop(ctx, d)
+	if none := (*supervisor.NoAgentError)(nil); errors.As(err, &none) {
+		return fe.NoAgent(stateDir)
+	}
 	if err != nil {
 		return fmt.Errorf("stop the agent: %w", err)
 	}
@@ -103,23 +98,11 @@ func Outcome(res *Result, err error) *ci.Outcome {
 	if res.Report != nil {
 		o.Diagnosis = diagnosis{res.Report}
 	}
-	return o
-}
-
-// addLatency adds the agent's upstream latency after a successful setup.
-func addLatency(ctx context.Context, o *ci.Outcome) {
-	if o.StateDir == "" {
-		return
-	}
-	d, err := supervisor.OpenStateDir(o.StateDir)
-	if err != nil {
-		return
-	}
-	defer d.Close()
-	if s, err := supervisor.Status(ctx, d); err == nil && s.Requests > 0 {
+	if s := res.Stats; s != nil && s.Requests > 0 {
 		l := CIStats(s).Latency
 		o.Latency = &l
 	}
+	return o
 }
 
 // CIStats returns the agent's stats as the CI front ends render them.

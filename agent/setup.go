@@ -14,14 +14,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -32,7 +30,6 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent/supervisor"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
-	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 	"github.com/goproxy-setup/goproxy-setup/policies"
@@ -113,11 +110,13 @@ type Result struct {
 	Upstreams string
 	// Elapsed is how long setup took.
 	Elapsed time.Duration
+	// Stats are the agent's statistics when setup succeeded.
+	Stats *supervisor.Stats
 }
 
 // Setup runs the bootstrap: policy, identity, privilege, agent, env, warm,
 // report. When the warm fails, the error is marked with the failure's
-// kind (DESIGN.md, Contract: failure model): a transport failure
+// kind (docs/architecture.md, the failure model): a transport failure
 // (errkind.Unreachable) runs the diagnostic ladder and sets Report and
 // ReportPath; a local fault (errkind.Local: module cache, disk,
 // permissions), an error status the upstream answered (errkind.Answered)
@@ -174,7 +173,7 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 		if err != nil {
 			if errkind.Of(err) == errkind.Unreachable {
 				if caURL, perr := url.Parse(cfg.Enroll.CAURL); perr == nil {
-					res.Report, res.ReportPath = diagnoseUpstreams(ctx, res.StateDir, []Entry{{URL: caURL}}, nil, nil, log)
+					res.Report, res.ReportPath = Diagnose(ctx, d, Targets([]Entry{{URL: caURL}}, nil, nil), log)
 					return res, fmt.Errorf("enrol with step-ca: %w\ndiagnosis: %s (full report: %s)", err, res.Report.Verdict.Summary, res.ReportPath)
 				}
 			}
@@ -281,29 +280,19 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 			})
 			res.Warm = sum
 			if werr != nil {
-				// Only a transport failure runs the ladder: a local fault,
-				// an upstream's answer or a cancelled run is not the
-				// network's, and a diagnosis saying "all checks ok" would
-				// send the user to the wrong system.
-				kind := warmFailureKind(ctx, werr)
-				switch kind {
-				case errkind.Unreachable:
-					res.Report, res.ReportPath = diagnoseUpstreams(ctx, res.StateDir, entries, id, roots, log)
-					err = fmt.Errorf("%w\ndiagnosis: %s (full report: %s)", werr, res.Report.Verdict.Summary, res.ReportPath)
-				case errkind.Local:
-					modCache := ""
-					if sum != nil {
-						modCache = sum.ModCache
-					}
-					err = fmt.Errorf("%w\n%s", werr, localFaultLine(werr, modCache))
-				case errkind.Answered:
-					err = fmt.Errorf("%w\nthe upstream answered these requests with an error status (its text is above): not a network fault, so no diagnosis was run", werr)
-				default:
-					err = werr
+				// The warm's one kind and its text (with the fix) are
+				// the warm's. Only a transport failure runs the ladder: a
+				// local fault, an upstream's answer or a cancelled run is
+				// not the network's, and a diagnosis saying "all checks
+				// ok" would send the user to the wrong system.
+				kind := errkind.Of(werr)
+				err = werr
+				if kind == errkind.Unreachable {
+					res.Report, res.ReportPath = Diagnose(ctx, d, Targets(entries, id, roots), log)
+					err = errkind.Mark(kind, fmt.Errorf("%w\ndiagnosis: %s (full report: %s)", werr, res.Report.Verdict.Summary, res.ReportPath))
 				}
-				err = errkind.Mark(kind, err)
 				if ctx.Err() == nil {
-					if merr := supervisor.MarkSetupDone(ctx, d); merr != nil {
+					if _, merr := supervisor.MarkSetupDone(ctx, d); merr != nil {
 						log.Debug("could not record the failure count", "error", merr)
 					}
 				}
@@ -312,8 +301,9 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 			}
 		}
 	}
+	res.Stats, err = supervisor.MarkSetupDone(ctx, d)
 	res.Elapsed = time.Since(start)
-	return res, supervisor.MarkSetupDone(ctx, d)
+	return res, err
 }
 
 // resolveJobUser returns the uid of the job's user: name is a user name or
@@ -337,14 +327,9 @@ func defaultGoSums(dir string) []string { return warm.DefaultGoSums(dir) }
 // Entry is an upstream list element.
 type Entry = upstream.Entry
 
-// Diagnose runs the diagnostic ladder against the proxy entries and writes
-// the report (text, JSON, Markdown, JUnit) into dir. It returns the report
-// and the text report's path.
-func Diagnose(ctx context.Context, dir string, entries []Entry, id *tlsauth.Identity, roots *x509.CertPool, log hclog.Logger) (*diagnose.Report, string) {
-	return diagnoseUpstreams(ctx, dir, entries, id, roots, log)
-}
-
-func diagnoseUpstreams(ctx context.Context, dir string, entries []Entry, id *tlsauth.Identity, roots *x509.CertPool, log hclog.Logger) (*diagnose.Report, string) {
+// Targets are the diagnosis's targets for the proxies among entries: each
+// with the client identity (nil for none) and extra roots.
+func Targets(entries []Entry, id *tlsauth.Identity, roots *x509.CertPool) []diagnose.Target {
 	var targets []diagnose.Target
 	for _, e := range upstream.Proxies(entries) {
 		t := diagnose.Target{URL: e.URL, Roots: roots}
@@ -354,17 +339,30 @@ func diagnoseUpstreams(ctx context.Context, dir string, entries []Entry, id *tls
 		}
 		targets = append(targets, t)
 	}
+	return targets
+}
+
+// Diagnose runs the diagnostic ladder against targets and writes the
+// report into the state dir (WriteReports). It returns the report and the
+// text report's path; a report that could not be written is logged, and
+// its path is then "".
+func Diagnose(ctx context.Context, d *supervisor.StateDir, targets []diagnose.Target, log hclog.Logger) (*diagnose.Report, string) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
 	r := diagnose.Run(ctx, targets, diagnose.Options{Logger: log.Named("diagnose")})
-	path, err := WriteReports(dir, r)
+	path, err := WriteReports(d, r)
 	if err != nil {
 		log.Warn("could not write the diagnosis report", "error", err)
+		path = ""
 	}
 	return r, path
 }
 
 // WriteReports writes r as report.txt, report.json, report.md and
-// report.junit.xml into dir and returns the text report's path.
-func WriteReports(dir string, r *diagnose.Report) (string, error) {
+// report.junit.xml into the state dir, through its handle, and returns the
+// text report's path.
+func WriteReports(d *supervisor.StateDir, r *diagnose.Report) (string, error) {
 	var errs []error
 	for _, f := range []struct {
 		name  string
@@ -380,9 +378,9 @@ func WriteReports(dir string, r *diagnose.Report) (string, error) {
 			errs = append(errs, err)
 			continue
 		}
-		errs = append(errs, atomicfile.WriteFile(filepath.Join(dir, f.name), []byte(b.String()), 0o644))
+		errs = append(errs, d.WriteFile(f.name, []byte(b.String()), 0o644))
 	}
-	return filepath.Join(dir, "report.txt"), errors.Join(errs...)
+	return d.File("report.txt"), errors.Join(errs...)
 }
 
 // checkGoEnv refuses a Go environment that cmd/go would refuse later in the
@@ -397,92 +395,4 @@ func checkGoEnv() error {
 		}
 	}
 	return nil
-}
-
-// warmFailureKind returns the kind of a failed warm, whose error may join
-// many modules' failures of different kinds. The most telling wins: bad
-// input (a go.sum that cannot be read or parsed: nothing was fetched); an
-// integrity failure; a local fault (asked with errkind.IsLocalIO before
-// anything else looks at the error, since a syscall.Errno such as ENOSPC
-// also passes for a network error); a cancelled run; a transport failure;
-// last an error status the upstream answered.
-func warmFailureKind(ctx context.Context, err error) errkind.Kind {
-	switch {
-	case hasKind(err, errkind.BadInput):
-		// A go.sum that cannot be read is the user's input (even though
-		// its error is a path error), and nothing was fetched.
-		return errkind.BadInput
-	case hasKind(err, errkind.Integrity):
-		return errkind.Integrity
-	case errkind.IsLocalIO(err) || hasKind(err, errkind.Local):
-		return errkind.Local
-	case hasKind(err, errkind.Canceled) || errors.Is(ctx.Err(), context.Canceled):
-		return errkind.Canceled
-	case hasKind(err, errkind.Unreachable):
-		return errkind.Unreachable
-	case hasKind(err, errkind.Answered):
-		return errkind.Answered
-	}
-	return errkind.Of(err)
-}
-
-// hasKind reports whether any error in err's tree (joined errors
-// included) is marked k.
-func hasKind(err error, k errkind.Kind) bool {
-	if err == nil {
-		return false
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range j.Unwrap() {
-			if hasKind(e, k) {
-				return true
-			}
-		}
-		return false
-	}
-	if errkind.Of(err) == k {
-		return true
-	}
-	return hasKind(errors.Unwrap(err), k)
-}
-
-// localFaultLine says what a local fault is and how to fix it, from the
-// first file-system error in err; modCache is the module cache root, when
-// known.
-func localFaultLine(err error, modCache string) string {
-	const tail = "a fault of this machine, not of the network or the upstream: no network diagnosis was run"
-	var pe *fs.PathError
-	var le *os.LinkError
-	path := ""
-	switch {
-	case errors.As(err, &pe):
-		path = pe.Path
-	case errors.As(err, &le):
-		path = le.New
-	}
-	var errno syscall.Errno
-	errors.As(err, &errno)
-	where := "the module cache (GOMODCACHE)"
-	if path != "" {
-		where = path
-	}
-	var fix string
-	switch errno {
-	case syscall.ENOSPC, syscall.EDQUOT, syscall.EFBIG:
-		if modCache != "" {
-			where = "the module cache " + modCache
-		}
-		fix = fmt.Sprintf("the disk is full: free space on the file system holding %s, or point GOMODCACHE at a larger one", where)
-	case syscall.EROFS:
-		fix = fmt.Sprintf("%s is on a read-only file system: point GOMODCACHE at a writable directory", where)
-	case syscall.EACCES, syscall.EPERM:
-		fix = fmt.Sprintf("this user (uid %d) may not write %s: fix its owner or mode, or point GOMODCACHE at a writable directory", os.Getuid(), where)
-	case syscall.ENOTDIR, syscall.EEXIST:
-		fix = fmt.Sprintf("a file stands where %s needs a directory: remove it, or point GOMODCACHE elsewhere", where)
-	case syscall.EMFILE, syscall.ENFILE:
-		fix = "too many open files: raise the limit (ulimit -n) or lower the warm concurrency"
-	default:
-		fix = fmt.Sprintf("check %s: it must be a writable directory with free space", where)
-	}
-	return "fix: " + fix + " (" + tail + ")"
 }

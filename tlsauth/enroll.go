@@ -330,9 +330,5 @@ func (r *signResponse) chain() ([][]byte, error) {
 
 // trimBody shortens a response body for an error message.
 func trimBody(b []byte) string {
-	b = bytes.TrimSpace(b)
-	if len(b) > 300 {
-		b = append(b[:300:300], "…"...)
-	}
-	return string(b)
+	return redact.Clip(string(bytes.TrimSpace(b)), 300)
 }

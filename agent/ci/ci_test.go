@@ -116,7 +116,7 @@ func startedOutcome(err error, d Diagnosis) *Outcome {
 	return o
 }
 
-// failureOutcomes are the failure model's cases (DESIGN.md) as the front
+// failureOutcomes are the failure model's cases (docs/architecture.md) as the front
 // ends meet them: a transport failure with a diagnosis, one whose ladder
 // found every layer working, a local fault (an unusable GOMODCACHE, with a
 // stray diagnosis the renderers must not show), and an upstream that

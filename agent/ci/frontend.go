@@ -68,7 +68,7 @@ func Reported(err error) error {
 	return &ReportedError{Err: err}
 }
 
-// kindText is how the renderers name a kind of failure (DESIGN.md, the
+// kindText is how the renderers name a kind of failure (docs/architecture.md, the
 // failure model): a short name, the headline that says where the fault is,
 // and the GOPROXY_SETUP_FAILURE value of the dotenv artifact.
 type kindText struct {

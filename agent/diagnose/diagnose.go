@@ -32,7 +32,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
-// Layer names, in ladder order (DESIGN.md, Contract).
+// Layer names, in ladder order (docs/architecture.md, docs/diagnose.md).
 const (
 	LayerEnv        = "env"
 	LayerDNS        = "dns"

@@ -308,6 +308,15 @@ func faultCases() []faultCase {
 			wantLayer: LayerHTTP, wantStatus: StatusWarn, wantRemedy: "module path", wantDetail: "410",
 		},
 		{
+			// nginx's own code for "no certificate" when not remapped to
+			// 400: the client-cert layer, as for its 400 page.
+			name: "front answers 496 without a client certificate",
+			setup: tlsCase(nil, false, tls.RequestClientCert, nil, static(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.WriteHeader(496)
+			}))),
+			wantLayer: LayerClientCert, wantStatus: StatusFail, wantRemedy: "--client-cert", wantDetail: "496",
+		},
+		{
 			name: "HTTPS_PROXY at a dead port",
 			setup: func(t *testing.T) ([]Target, Options) {
 				ts, o := tlsCase(nil, false, tls.RequireAndVerifyClientCert, goodClient, nil)(t)

@@ -142,7 +142,7 @@ func (tr *targetRun) httpStep(ctx context.Context, conn net.Conn, addr string, p
 	case c == 403:
 		res.check = tr.check(LayerHTTP, StatusFail, addr, status, detail, "the upstream knows us but refuses this path: check the certificate's authorisation (subject, groups) on the server and the module route", d)
 	case c == 400:
-		res.check = tr.check(LayerHTTP, StatusFail, addr, status, detail+": "+firstLine(res.body), "the upstream rejects the request: check --upstream's path (it must be the GOPROXY base URL)", d)
+		res.check = tr.check(LayerHTTP, StatusFail, addr, status, detail+": "+answerLine(res.body), "the upstream rejects the request: check --upstream's path (it must be the GOPROXY base URL)", d)
 	case c >= 500:
 		res.check = tr.check(LayerHTTP, StatusFail, addr, status, detail, "the upstream itself fails (server error): check its logs and health, and what it proxies to; retry later", d)
 	default:
@@ -151,32 +151,11 @@ func (tr *targetRun) httpStep(ctx context.Context, conn net.Conn, addr string, p
 	return res
 }
 
-func firstLine(s string) string {
-	s = strings.TrimSpace(stripTags(s))
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = s[:i]
-	}
-	if len(s) > 120 {
-		s = s[:120] + "…"
-	}
-	return s
-}
-
-func stripTags(s string) string {
-	var b strings.Builder
-	in := false
-	for _, r := range s {
-		switch {
-		case r == '<':
-			in = true
-		case r == '>':
-			in = false
-			b.WriteByte(' ')
-		case !in:
-			b.WriteRune(r)
-		}
-	}
-	return strings.Join(strings.Fields(b.String()), " ")
+// answerLine is an upstream's answer on one line for a report: its text
+// as the agent relays it (redact.Answer: an HTML page's text, secrets
+// redacted), clipped on a rune boundary.
+func answerLine(body string) string {
+	return redact.Clip(strings.ReplaceAll(redact.Answer(body), "\n", " / "), 160)
 }
 
 func humanBytes(f float64) string {

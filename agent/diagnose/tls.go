@@ -8,11 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
 
 // The tls layer: the handshake, the server chain and the session over it.
@@ -56,8 +57,10 @@ func (tr *targetRun) session(ctx context.Context, conn net.Conn, addr string, pm
 		rejection := handshakeAlert
 		if h.alert != "" {
 			rejection = "alert \"" + h.alert + "\" after the handshake"
-		} else if h.resp != nil && h.resp.StatusCode == http.StatusBadRequest && strings.Contains(h.body, "SSL certificate") {
-			rejection = "HTTP 400 \"" + nginxReason(h.body) + "\""
+		} else if h.resp != nil {
+			if r, ok := tlsauth.RefusedBy(h.resp.StatusCode, h.body); ok {
+				rejection = fmt.Sprintf("HTTP %d %q", h.resp.StatusCode, r.Reason)
+			}
 		}
 		cc := tr.clientCertCheck(addr, info, rejection)
 		checks = append(checks, cc)
@@ -69,15 +72,6 @@ func (tr *targetRun) session(ctx context.Context, conn net.Conn, addr string, pm
 	}
 	checks = append(checks, tr.clockCheck(addr, h), h.check)
 	return checks, h.resp != nil && h.check.Status != StatusFail
-}
-
-func nginxReason(body string) string {
-	for _, s := range []string{"No required SSL certificate was sent", "The SSL certificate error", "SSL certificate error"} {
-		if strings.Contains(body, s) {
-			return s
-		}
-	}
-	return "SSL certificate"
 }
 
 // handshake is the tls step. On failure it returns a nil conn and, when the

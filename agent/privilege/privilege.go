@@ -404,35 +404,11 @@ func WriteFile(dir, name string, data []byte, u *User) (err error) {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	defer root.Close()
-	tmp := fmt.Sprintf(".%s.tmp-%d-%d", name, os.Getpid(), time.Now().UnixNano())
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	defer func() {
-		if err != nil {
-			root.Remove(tmp)
-		}
-	}()
+	uid, gid := -1, -1
 	if u != nil && os.Geteuid() == 0 {
-		err = f.Chown(u.UID, u.GID)
+		uid, gid = u.UID, u.GID
 	}
-	if err == nil {
-		err = f.Chmod(0o600) // the umask may have narrowed it, never widened; be exact
-	}
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = root.Rename(tmp, name)
-	}
-	if err != nil {
+	if err := atomicfile.WriteIn(root, name, data, 0o600, uid, gid); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	return nil

@@ -458,7 +458,7 @@ func cgoBuild() bool {
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		// CI runs as root (DESIGN.md); a developer run as non-root cannot
+		// CI runs as root (.ci/run); a developer run as non-root cannot
 		// create users, and must not pass silently.
 		t.Fatalf("this test creates users and must run as root (CI does): sudo go test ./agent/privilege/")
 	}

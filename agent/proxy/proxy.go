@@ -24,6 +24,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/agent/wire"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
 // Fetcher fetches GOPROXY protocol paths from the upstreams; the upstream
@@ -299,8 +300,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, req Request, err 
 		cause = errors.New(msg)
 	}
 	lines := []string{
-		fmt.Sprintf("goproxy-setup: %s failure at %s: %s", layer, upstreamName, clip(oneLine(cause), 160)),
-		"fix: " + clip(remedy, 240),
+		fmt.Sprintf("goproxy-setup: %s failure at %s: %s", layer, upstreamName, redact.Clip(oneLine(cause), 160)),
+		"fix: " + redact.Clip(remedy, 240),
 	}
 	if h.cfg.Diagnose != nil && ue != nil && !local {
 		if d := strings.TrimSpace(h.cfg.Diagnose(r.Context(), ue.Upstream)); d != "" {
@@ -338,7 +339,7 @@ func (h *Handler) relay(w http.ResponseWriter, req Request, ue *upstream.Error, 
 		if hint != "" {
 			l += "; " + hint
 		}
-		lines = append(lines, clip(l, 320))
+		lines = append(lines, redact.Clip(l, 320))
 	}
 	writeText(w, ue.StatusCode, lines, 8)
 }
@@ -363,21 +364,9 @@ func writeText(w http.ResponseWriter, status int, lines []string, maxLines int) 
 // maxBodyBytes keeps a failure body within what cmd/go prints.
 const maxBodyBytes = 640
 
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
-}
-
+// oneLine is the first line of err's text.
 func oneLine(err error) string {
-	s := err.Error()
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
+	s, _, _ := strings.Cut(err.Error(), "\n")
 	return s
 }
 

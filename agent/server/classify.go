@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/diagnose"
@@ -43,17 +42,19 @@ func Classifier(id *tlsauth.Identity) func(error) (layer, remedy string) {
 		if ue.Answered() {
 			return diagnose.LayerHTTP, answeredHint(ue.StatusCode, id)
 		}
-		switch body := ue.Body; {
-		case ue.StatusCode == http.StatusBadRequest && strings.Contains(body, "No required SSL certificate was sent"):
-			if id == nil {
+		if r, ok := tlsauth.RefusedBy(ue.StatusCode, ue.Body); ok {
+			switch {
+			case r.NoCert && id == nil:
 				return diagnose.LayerClientCert, "the upstream requires a client certificate and none is configured: pass --client-cert/--client-key, or enrol with --ca-url"
+			case r.NoCert:
+				return diagnose.LayerClientCert, fmt.Sprintf("the upstream requires a client certificate but did not accept ours (%s) as one it asked for: check that its issuer is a CA the upstream trusts, with the full chain", describe(id))
 			}
-			return diagnose.LayerClientCert, fmt.Sprintf("the upstream requires a client certificate but did not accept ours (%s) as one it asked for: check that its issuer is a CA the upstream trusts, with the full chain", describe(id))
-		case ue.StatusCode == http.StatusBadRequest && strings.Contains(body, "SSL certificate error"):
 			if r := expiredRemedy(id); r != "" {
 				return diagnose.LayerClientCert, r
 			}
 			return diagnose.LayerClientCert, fmt.Sprintf("the upstream rejected our client certificate (%s): it is not issued by a CA the upstream trusts, or revoked; run 'goproxy-setup diagnose'", describe(id))
+		}
+		switch {
 		case ue.StatusCode >= 500:
 			return diagnose.LayerHTTP, fmt.Sprintf("the upstream failed with HTTP %d: check its health and logs, or add a fallback upstream with '|'", ue.StatusCode)
 		}

@@ -32,6 +32,12 @@ func TestClassifier(t *testing.T) {
 		{"nginx no cert, none configured", nil, nginx("No required SSL certificate was sent"), "client-cert", "--client-cert"},
 		{"nginx no cert, ours not acceptable", id, nginx("No required SSL certificate was sent"), "client-cert", "issuer"},
 		{"nginx cert error", id, nginx("The SSL certificate error"), "client-cert", "not issued by a CA the upstream trusts"},
+		// The same refusals with nginx's own codes (not remapped to 400):
+		// the same layer and remedy, not a generic HTTP one.
+		{"nginx 496, none configured", nil, &upstream.Error{StatusCode: 496}, "client-cert", "--client-cert"},
+		{"nginx 496, ours not acceptable", id, &upstream.Error{StatusCode: 496}, "client-cert", "issuer"},
+		{"nginx 495", id, &upstream.Error{StatusCode: 495}, "client-cert", "not issued by a CA the upstream trusts"},
+		{"a 400 that mentions certificates in passing", id, &upstream.Error{StatusCode: 400, Body: "SSL certificate renewal is scheduled"}, "http", ""},
 		{"forbidden with a client certificate", id, &upstream.Error{StatusCode: 403}, "http", "may read"},
 		{"unauthorized with a client certificate", id, &upstream.Error{StatusCode: 401}, "http", `"job"`},
 		{"rate limited", nil, &upstream.Error{StatusCode: 429}, "http", "rate"},

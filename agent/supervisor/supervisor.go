@@ -25,12 +25,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"golang.org/x/sys/unix"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/privilege"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
 	"github.com/goproxy-setup/goproxy-setup/agent/wire"
-	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/redact"
@@ -76,12 +74,28 @@ func DefaultStateDir() string {
 	return filepath.Join(os.TempDir(), fmt.Sprintf("goproxy-setup-%d", os.Getuid()))
 }
 
-// ReadState reads the state file of the agent in the state dir.
+// NoAgentError is the error (errkind.BadInput) of a state dir that
+// records no agent; it wraps the missing state file's error, so
+// errors.Is(err, fs.ErrNotExist) holds.
+type NoAgentError struct {
+	Dir string
+	Err error
+}
+
+func (e *NoAgentError) Error() string {
+	return fmt.Sprintf("no agent in state dir %s: start one with 'goproxy-setup run --state-dir %s'", e.Dir, e.Dir)
+}
+
+// Unwrap returns the missing state file's error.
+func (e *NoAgentError) Unwrap() error { return e.Err }
+
+// ReadState reads the state file of the agent in the state dir; a state
+// dir without one is a *NoAgentError.
 func (d *StateDir) ReadState() (*State, error) {
 	b, err := d.readFile(StateFile)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, errkind.Mark(errkind.BadInput, fmt.Errorf("no agent in state dir %s: start one with 'goproxy-setup run --state-dir %s'", d.path, d.path))
+			return nil, errkind.Mark(errkind.BadInput, &NoAgentError{Dir: d.path, Err: err})
 		}
 		return nil, fmt.Errorf("read agent state: %w", err)
 	}
@@ -97,9 +111,9 @@ func (d *StateDir) writeState(s *State) error {
 	if err != nil {
 		return err
 	}
-	// atomicfile renames a temp file over the name: a link planted there
-	// is replaced, never followed; the directory itself is checked.
-	return atomicfile.WriteFile(d.File(StateFile), b, 0o600)
+	// A temp file renamed over the name: a link planted there is
+	// replaced, never followed.
+	return d.WriteFile(StateFile, b, 0o600)
 }
 
 // StartConfig configures Start.
@@ -278,8 +292,8 @@ func Start(ctx context.Context, d *StateDir, cfg StartConfig) (*State, error) {
 // when the agent was separated; a job user with sudo removes it through
 // 'sudo -n'.
 func (d *StateDir) clean(ctx context.Context) error {
-	if err := unix.Unlinkat(int(d.f.Fd()), StateFile, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("remove stale %s: %w", d.File(StateFile), err)
+	if err := d.remove(StateFile); err != nil {
+		return fmt.Errorf("remove stale state: %w", err)
 	}
 	err := d.removePrivate()
 	if err != nil && errkind.Of(err) != errkind.BadInput && os.Geteuid() != 0 && errors.Is(err, os.ErrPermission) {
@@ -319,8 +333,8 @@ func agentEnv() []string {
 
 // agentFailed is the error of an agent that exited before serving. Its
 // kind is the one its readiness line names or, when it died without one,
-// the one its exit code means (the command maps a kind to its exit code;
-// DESIGN.md, Contract), never a guess from the log's text. code is -1
+// the one its exit code means (the command maps a kind to its exit code:
+// docs/architecture.md, the failure model), never a guess from the log's text. code is -1
 // when unknown.
 func agentFailed(ready string, code int, logPath, tail string) error {
 	kind, ok := wire.FailKind(ready)
@@ -420,18 +434,19 @@ func fetchStats(ctx context.Context, st *State) (*Stats, error) {
 }
 
 // MarkSetupDone records the agent's current failure count, so that Stop
-// reports only failures of the job's own steps.
-func MarkSetupDone(ctx context.Context, d *StateDir) error {
+// reports only failures of the job's own steps, and returns the agent's
+// statistics at that point.
+func MarkSetupDone(ctx context.Context, d *StateDir) (*Stats, error) {
 	st, err := d.ReadState()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s, err := fetchStats(ctx, st)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	st.SetupFailures = s.Failures
-	return d.writeState(st)
+	return s, d.writeState(st)
 }
 
 // Stop stops the agent recorded in d, removes its state and its key
@@ -440,7 +455,8 @@ func MarkSetupDone(ctx context.Context, d *StateDir) error {
 func Stop(ctx context.Context, d *StateDir) (*Stats, error) {
 	st, err := d.ReadState()
 	if err != nil {
-		if errkind.Of(err) == errkind.BadInput && errors.Is(err, os.ErrNotExist) {
+		var none *NoAgentError
+		if errors.As(err, &none) {
 			return nil, err
 		}
 		// A malformed state file: still remove the key copies.
@@ -452,7 +468,7 @@ func Stop(ctx context.Context, d *StateDir) (*Stats, error) {
 	switch v {
 	case ours:
 		s, serr = fetchStats(ctx, st)
-		stopAgent(ctx, st, nil)
+		stopVerified(ctx, st)
 	case gone:
 		serr = errkind.Mark(errkind.Local, fmt.Errorf("the agent recorded in %s is not running (%s): its state and key copies are removed; start one with 'goproxy-setup run'", d.File(StateFile), why))
 	default:
@@ -474,6 +490,11 @@ func stopAgent(ctx context.Context, st *State, log hclog.Logger) {
 		log.Warn("not signalling the process recorded in the state dir", "pid", st.PID, "reason", why)
 		return
 	}
+	stopVerified(ctx, st)
+}
+
+// stopVerified is stopAgent for an agent verifyAgent has just proven.
+func stopVerified(ctx context.Context, st *State) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, wire.AdminURL(st.BaseURL, wire.Stop), nil)
 	if err == nil {
 		if resp, err := adminClient.Do(req); err == nil {

@@ -4,16 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net/http"
-	"syscall"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
-)
-
-var (
-	errNoSpace    = syscall.ENOSPC
-	errReadOnlyFS = syscall.EROFS
 )
 
 // classify returns the failure model's kind of a module's failure. Kinds
@@ -37,13 +30,14 @@ func classify(err error) errkind.Kind {
 	case errkind.IsLocalIO(err):
 		return errkind.Local
 	}
-	var he *HTTPError
-	switch s := statusOf(err); {
-	case s >= 400 && s < 500 && s != http.StatusTooManyRequests, isNotFound(err):
+	var ue *upstream.Error
+	fromUpstream := errors.As(err, &ue)
+	switch {
+	case isNotFound(err), fromUpstream && ue.Answered():
 		return errkind.Answered
-	case s != 0, errors.As(err, &he), errors.Is(err, context.DeadlineExceeded):
-		// A 429 or 5xx, a transport failure of the HTTPSource, a fetch
-		// that ran out of time.
+	case fromUpstream, errors.Is(err, context.DeadlineExceeded):
+		// A transport failure, a 429 or 5xx, a refused client
+		// certificate, a fetch that ran out of time.
 		return errkind.Unreachable
 	}
 	return errkind.Other
@@ -89,17 +83,4 @@ type localWriter struct{ w io.Writer }
 func (l localWriter) Write(b []byte) (int, error) {
 	n, err := l.w.Write(b)
 	return n, local(err)
-}
-
-// statusOf returns the HTTP status of a failed fetch, 0 when none.
-func statusOf(err error) int {
-	var he *HTTPError
-	if errors.As(err, &he) {
-		return he.StatusCode
-	}
-	var ue *upstream.Error
-	if errors.As(err, &ue) {
-		return ue.StatusCode
-	}
-	return 0
 }

@@ -62,7 +62,7 @@ func TestRunLocalFaults(t *testing.T) {
 	t.Run("full disk", func(t *testing.T) {
 		t.Parallel()
 		if os.Geteuid() != 0 {
-			t.Skip("mounting a tmpfs needs root; CI runs as root (DESIGN.md), so this runs there")
+			t.Skip("mounting a tmpfs needs root; CI runs as root (.ci/run), so this runs there")
 		}
 		big := make([]byte, 2<<20) // incompressible: a 2 MB zip
 		rand.Read(big)

@@ -19,8 +19,8 @@ import (
 // "github.com/!burnt!sushi/toml/@v/v1.2.0.zip".
 //
 // An error for a file the upstream does not have satisfies
-// errors.Is(err, ErrNotFound) or carries a NotFound() bool method that
-// returns true. Any other error of Open or of reading a body is a transport
+// errors.Is(err, ErrNotFound) or is an *upstream.Error whose NotFound
+// reports true. Any other error of Open or of reading a body is a transport
 // failure (retried, and errkind.Unreachable) unless it is marked with
 // another errkind or is an *HTTPError or *upstream.Error with a 4xx status.
 // A Source that implements fmt.Stringer names the upstream in the Summary;
@@ -78,12 +78,11 @@ func (s HTTPSource) Open(ctx context.Context, path string) (io.ReadCloser, error
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		// The start of the body: upstream.Error shows it as the agent
+		// relays it (bounded, plain, secrets redacted).
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		resp.Body.Close()
-		// The upstream's text as the agent relays it: bounded, plain,
-		// secrets redacted (upstream.AnswerText), on one line.
-		text := strings.ReplaceAll(upstream.AnswerText(string(msg)), "\n", " / ")
-		return nil, &HTTPError{Upstream: s.String(), Path: path, StatusCode: resp.StatusCode, Body: text}
+		return nil, s.error(path, resp.StatusCode, string(msg), nil)
 	}
 	return upstream.ResumeBody(ctx, path, resp, func(ctx context.Context, h http.Header) (*http.Response, error) {
 		return s.get(ctx, path, h)
@@ -91,7 +90,7 @@ func (s HTTPSource) Open(ctx context.Context, path string) (io.ReadCloser, error
 }
 
 // get sends GET path with the extra header fields; a transport failure is
-// an *HTTPError.
+// an *upstream.Error.
 func (s HTTPSource) get(ctx context.Context, path string, header http.Header) (*http.Response, error) {
 	client := s.Client
 	if client == nil {
@@ -100,7 +99,7 @@ func (s HTTPSource) get(ctx context.Context, path string, header http.Header) (*
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(s.BaseURL, "/")+"/"+path, nil)
 	if err != nil {
 		// The message of url.Parse errors contains the URL: drop it.
-		return nil, &HTTPError{Upstream: s.String(), Path: path, Err: errors.New("malformed proxy URL")}
+		return nil, s.error(path, 0, "", errors.New("malformed proxy URL"))
 	}
 	for k, vs := range header {
 		req.Header[k] = vs
@@ -111,46 +110,15 @@ func (s HTTPSource) get(ctx context.Context, path string, header http.Header) (*
 		if errors.As(err, &ue) {
 			err = ue.Err // the url.Error's message has the URL, with the token
 		}
-		return nil, &HTTPError{Upstream: s.String(), Path: path, Err: err}
+		return nil, s.error(path, 0, "", err)
 	}
 	return resp, nil
 }
 
-// HTTPError is a failed GOPROXY request: a status other than 200 or a
-// transport error. It holds no secret: Upstream is redacted.
-type HTTPError struct {
-	// Upstream is the redacted proxy URL.
-	Upstream string
-	// Path is the requested GOPROXY path.
-	Path string
-	// StatusCode is the HTTP status, 0 for a transport error.
-	StatusCode int
-	// Body is the response body as upstream.AnswerText cleans it, on one
-	// line, if any.
-	Body string
-	// Err is the transport error.
-	Err error
-}
-
-var _ error = (*HTTPError)(nil)
-
-func (e *HTTPError) Error() string {
-	if e.StatusCode == 0 {
-		return fmt.Sprintf("GET %s/%s: %v", e.Upstream, e.Path, e.Err)
-	}
-	s := fmt.Sprintf("GET %s/%s: %d %s", e.Upstream, e.Path, e.StatusCode, http.StatusText(e.StatusCode))
-	if e.Body != "" {
-		s += ": " + e.Body
-	}
-	return s
-}
-
-// Unwrap returns the transport error.
-func (e *HTTPError) Unwrap() error { return e.Err }
-
-// NotFound reports whether the upstream does not have the file (404, 410).
-func (e *HTTPError) NotFound() bool {
-	return e.StatusCode == http.StatusNotFound || e.StatusCode == http.StatusGone
+// error is a failed request for path: an *upstream.Error, as the agent's
+// own upstream client returns, naming the redacted URL.
+func (s HTTPSource) error(path string, status int, body string, err error) error {
+	return &upstream.Error{Upstream: s.String(), URL: s.String() + "/" + redact.Path(path), StatusCode: status, Body: body, Err: err}
 }
 
 // isNotFound reports whether err says the upstream does not have the file.
@@ -158,6 +126,6 @@ func isNotFound(err error) bool {
 	if errors.Is(err, ErrNotFound) {
 		return true
 	}
-	var nf interface{ NotFound() bool }
-	return errors.As(err, &nf) && nf.NotFound()
+	var ue *upstream.Error
+	return errors.As(err, &ue) && ue.NotFound()
 }

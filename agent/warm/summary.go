@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -83,40 +86,79 @@ func (w *warmer) summary(ctx context.Context, start time.Time, upstream string) 
 	if w.localErr != nil {
 		return sum, errkind.Mark(errkind.Local, localFault(w.root, w.localErr))
 	}
-	return sum, errors.Join(errs...)
-}
-
-// localFault explains a fault of the module cache: what, where, the fix.
-func localFault(root string, err error) error {
-	fix := "make it writable by this user, or point GOMODCACHE at a writable directory"
-	switch {
-	case errors.Is(err, errNoSpace):
-		fix = "free space on its file system, or point GOMODCACHE at a larger one"
-	case errors.Is(err, errReadOnlyFS):
-		fix = "its file system is read-only: point GOMODCACHE at a writable directory"
+	if len(errs) == 0 {
+		return sum, nil
 	}
-	return fmt.Errorf("module cache %s: %s (a local fault, not the upstream: no network diagnosis): %w", root, fix, err)
+	// One kind for the whole warm, the most telling (errs are sorted by
+	// it), and the one line that says what it means.
+	kind := errkind.Of(errs[0])
+	err := errors.Join(errs...)
+	if kind == errkind.Answered {
+		err = fmt.Errorf("%w\nthe upstream answered these requests with an error status (its text is above): not a network fault, so the network was not checked", err)
+	}
+	return sum, errkind.Mark(kind, err)
 }
 
+// localFault explains a fault of the module cache once, on one line: the
+// error, then the fix for what failed where (from the first file-system
+// error in err).
+func localFault(root string, err error) error {
+	var pe *fs.PathError
+	var le *os.LinkError
+	where := "the module cache " + root
+	switch {
+	case errors.As(err, &pe):
+		where = pe.Path
+	case errors.As(err, &le):
+		where = le.New
+	}
+	var errno syscall.Errno
+	errors.As(err, &errno)
+	var fix string
+	switch errno {
+	case syscall.ENOSPC, syscall.EDQUOT, syscall.EFBIG:
+		fix = fmt.Sprintf("the disk is full: free space on the file system holding the module cache %s, or point GOMODCACHE at a larger one", root)
+	case syscall.EROFS:
+		fix = fmt.Sprintf("%s is on a read-only file system: point GOMODCACHE at a writable directory", where)
+	case syscall.EACCES, syscall.EPERM:
+		fix = fmt.Sprintf("this user (uid %d) may not write %s: fix its owner or mode, or point GOMODCACHE at a writable directory", os.Getuid(), where)
+	case syscall.ENOTDIR, syscall.EEXIST:
+		fix = fmt.Sprintf("a file stands where %s needs a directory: remove it, or point GOMODCACHE elsewhere", where)
+	case syscall.EMFILE, syscall.ENFILE:
+		fix = "too many open files: raise the limit (ulimit -n) or lower the warm concurrency"
+	default:
+		fix = fmt.Sprintf("check %s: it must be a writable directory with free space", where)
+	}
+	return fmt.Errorf("module cache %s: %w; fix: %s (a fault of this machine, not the upstream or the network: no network diagnosis was run)", root, err, fix)
+}
+
+// kindRank orders the kinds of module failures, the most telling first:
+// bad input (nothing can be fetched for it), a failed integrity check,
+// a local fault, a transport failure, last an error status the upstream
+// answered.
 func kindRank(k errkind.Kind) int {
 	switch k {
-	case errkind.Integrity:
+	case errkind.BadInput:
 		return 0
-	case errkind.Unreachable:
+	case errkind.Integrity:
 		return 1
-	case errkind.Answered:
+	case errkind.Local:
 		return 2
+	case errkind.Unreachable:
+		return 3
+	case errkind.Answered:
+		return 4
 	}
-	return 3
+	return 5
 }
 
 func kindRankName(s string) int {
-	for _, k := range []errkind.Kind{errkind.Integrity, errkind.Unreachable, errkind.Answered} {
+	for k := errkind.Other; k <= errkind.Canceled; k++ {
 		if k.String() == s {
 			return kindRank(k)
 		}
 	}
-	return 3
+	return kindRank(errkind.Other)
 }
 
 // describe names the source for the summary.

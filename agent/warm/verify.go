@@ -85,27 +85,31 @@ func hashZip(mod module.Version, zipPath, xdir string, writable bool) (string, e
 		return "", fmt.Errorf("%w: %v", errZip, err)
 	}
 	defer zr.Close()
+	mode := os.FileMode(0o444)
+	if writable {
+		mode = 0o644
+	}
+	return hashMembers(&zr.Reader, xdir, mod.Path+"@"+mod.Version+"/", mode)
+}
+
+// hashMembers inflates and hashes every member of zr, in name order, and
+// returns the h1 hash; when xdir is set, each member is also written to
+// xdir (its name without prefix) with mode.
+func hashMembers(zr *zip.Reader, xdir, prefix string, mode os.FileMode) (string, error) {
 	if !useStdlibInflate {
 		zr.RegisterDecompressor(zip.Deflate, newInflater)
 	}
 	files := slices.Clone(zr.File)
 	slices.SortFunc(files, func(a, b *zip.File) int { return strings.Compare(a.Name, b.Name) })
-	prefix := mod.Path + "@" + mod.Version + "/"
 	bufp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bufp)
-	buf := *bufp
-	sum := sha256.New()
-	fh := sha256.New()
-	mode := os.FileMode(0o444)
-	if writable {
-		mode = 0o644
-	}
+	sum, fh := sha256.New(), sha256.New()
 	for _, zf := range files {
 		if strings.Contains(zf.Name, "\n") {
 			return "", fmt.Errorf("%w: file name %q has a newline", errZip, zf.Name)
 		}
 		fh.Reset()
-		if err := hashMember(zf, fh, buf, xdir, strings.TrimPrefix(zf.Name, prefix), mode); err != nil {
+		if err := hashMember(zf, fh, *bufp, xdir, strings.TrimPrefix(zf.Name, prefix), mode); err != nil {
 			return "", err
 		}
 		fmt.Fprintf(sum, "%x  %s\n", fh.Sum(nil), zf.Name)
@@ -165,20 +169,5 @@ func HashZip(r io.ReaderAt, size int64) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", errZip, err)
 	}
-	if !useStdlibInflate {
-		zr.RegisterDecompressor(zip.Deflate, newInflater)
-	}
-	files := slices.Clone(zr.File)
-	slices.SortFunc(files, func(a, b *zip.File) int { return strings.Compare(a.Name, b.Name) })
-	bufp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bufp)
-	sum, fh := sha256.New(), sha256.New()
-	for _, zf := range files {
-		fh.Reset()
-		if err := hashMember(zf, fh, *bufp, "", "", 0); err != nil {
-			return "", err
-		}
-		fmt.Fprintf(sum, "%x  %s\n", fh.Sum(nil), zf.Name)
-	}
-	return "h1:" + base64.StdEncoding.EncodeToString(sum.Sum(nil)), nil
+	return hashMembers(zr, "", "", 0)
 }

@@ -116,7 +116,7 @@ func (s *stringList) Set(v string) error {
 }
 
 // commonFlags are the flags shared by run, agent, warm, diagnose, github and
-// gitlab (DESIGN.md, Contract).
+// gitlab (docs/architecture.md).
 type commonFlags struct {
 	upstream   optString
 	clientCert string

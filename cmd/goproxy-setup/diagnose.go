@@ -115,14 +115,11 @@ func (diagnoseCmd) Run(ctx context.Context, args []string, stdout, stderr io.Wri
 	if dir == "" {
 		dir = supervisor.DefaultStateDir()
 	}
-	path := ""
-	if err := os.MkdirAll(dir, 0o700); err == nil {
-		if p, err := agent.WriteReports(dir, r); err == nil {
-			path = p
+	if d, err := supervisor.OpenStateDir(dir); err == nil {
+		if path, err := agent.WriteReports(d, r); err == nil {
+			fmt.Fprintf(stderr, "diagnose: report written to %s\n", path)
 		}
-	}
-	if path != "" {
-		fmt.Fprintf(stderr, "diagnose: report written to %s\n", path)
+		d.Close()
 	}
 	return errkind.Mark(errkind.Unreachable, fmt.Errorf("upstream check failed at %s: %s", r.Verdict.Layer, r.Verdict.Summary))
 }

@@ -348,14 +348,17 @@ func TestRunEncryptedKey(t *testing.T) {
 }
 
 // checkLocalFault checks what a run that met a local fault left: stderr
-// says each of want, no network diagnosis was run or written, no
-// environment was printed.
+// says each of want and explains the fault once, no network diagnosis was
+// run or written, no environment was printed.
 func checkLocalFault(t *testing.T, state, stdout, stderr string, want ...string) {
 	t.Helper()
 	for _, w := range want {
 		if !strings.Contains(stderr, w) {
 			t.Errorf("stderr does not say %q:\n%s", w, stderr)
 		}
+	}
+	if n := strings.Count(stderr, "no network diagnosis"); n > 1 {
+		t.Errorf("the local fault is explained %d times, want once:\n%s", n, stderr)
 	}
 	if strings.Contains(stderr, "unreachable") || strings.Contains(stderr, "diagnosis:") || strings.Contains(stderr, "report.txt") {
 		t.Errorf("a local fault is reported as a network one or started a diagnosis:\n%s", stderr)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -140,10 +141,12 @@ func diagnoseAfterWarm(ctx context.Context, c *commonFlags, pol *policies.Policy
 	if dir == "" {
 		dir = supervisor.DefaultStateDir()
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return werr
+	d, err := supervisor.OpenStateDir(dir)
+	if err != nil {
+		return errors.Join(werr, fmt.Errorf("no diagnosis: %w", err))
 	}
-	r, path := agent.Diagnose(ctx, dir, entries, id, roots, logger)
+	defer d.Close()
+	r, path := agent.Diagnose(ctx, d, agent.Targets(entries, id, roots), logger)
 	fmt.Fprintf(stderr, "warm: diagnosis: %s: %s (report: %s)\n", r.Verdict.Layer, r.Verdict.Summary, path)
 	return errkind.Mark(errkind.Unreachable, fmt.Errorf("%w\ndiagnosis: %s (full report: %s)", werr, r.Verdict.Summary, path))
 }

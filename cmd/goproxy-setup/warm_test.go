@@ -105,7 +105,7 @@ func TestWarmCommandFailures(t *testing.T) {
 func TestWarmCommandReadOnlyCache(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
-		t.Skip("runs the binary as nobody, which needs root; CI runs as root (DESIGN.md), so this runs there")
+		t.Skip("runs the binary as nobody, which needs root; CI runs as root (.ci/run), so this runs there")
 	}
 	dir, err := os.MkdirTemp("", "warm-ro-")
 	if err != nil {

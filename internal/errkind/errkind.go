@@ -1,9 +1,9 @@
 // Package errkind owns the classification of errors into the few kinds that
-// callers branch on, the failure model of DESIGN.md: bad input, a local fault
+// callers branch on, the failure model of docs/architecture.md: bad input, a local fault
 // (cache dir, disk, permissions), an upstream that answered with an error, a
 // transport failure (unreachable), an integrity failure, and cancellation.
 // Libraries mark the errors they return; only the command maps a kind to a
-// process exit code (see DESIGN.md, Contract: exit codes).
+// process exit code (docs/architecture.md, the failure model).
 package errkind
 
 import "errors"
@@ -54,7 +54,7 @@ func (k Kind) String() string {
 	return "other"
 }
 
-// ExitCode returns the process exit code for the kind (DESIGN.md, Contract).
+// ExitCode returns the process exit code for the kind (docs/architecture.md).
 func (k Kind) ExitCode() int {
 	switch k {
 	case BadInput:

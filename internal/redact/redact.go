@@ -3,7 +3,9 @@
 // passes it through here, so that all of them hide the same things (user
 // info, queries, the agent's capability token and tokens some proxies put in
 // their path), and every secret value a run knows (Values: tokens, keys, the
-// capability URL) is masked the same way in logs, step output and errors. A
+// capability URL) is masked the same way in logs, step output and errors.
+// An upstream's answer shown to a user — relayed to cmd/go, quoted in a
+// report — is reduced and redacted once, by Answer, and clipped by Clip. A
 // divergence between redactors is how a secret reaches a log.
 package redact
 

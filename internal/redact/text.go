@@ -38,14 +38,8 @@ func Text(s string) string {
 		if err != nil || u.Host == "" {
 			return Placeholder + trail
 		}
-		r := url.URL{Scheme: u.Scheme, Host: u.Host}
-		if u.User != nil {
-			r.User = url.User(Placeholder)
-		}
-		if p := Path(strings.Trim(u.Path, "/")); p != "" {
-			r.Path = "/" + p
-		}
-		out := r.String()
+		// As URL renders it; a query or fragment it dropped is marked.
+		out := URL(u)
 		if u.RawQuery != "" || u.Fragment != "" {
 			out += "?" + Placeholder
 		}

@@ -19,6 +19,8 @@ func TestText(t *testing.T) {
 		{"bad token=abc123; password: hunter2xyz", "bad token=REDACTED; password: REDACTED"},
 		{"key " + canary + " refused", "key REDACTED refused"},
 		{"a-very-long-organization-name-without-digits/repo", "a-very-long-organization-name-without-digits/repo"},
+		// A URL in text reads as URL renders it: module paths unescaped.
+		{"not found: https://proxy.corp/github.com/!azure/sdk/@v/list", "not found: https://proxy.corp/github.com/!azure/sdk/@v/list"},
 	} {
 		got := Text(test.in)
 		if got != test.want {

@@ -4,8 +4,8 @@
 // gitlab-ci-local (npm, on Node 22 under .ci/node) runs the GitLab template
 // with the shell executor. Both need nothing beyond loopback: the workflows
 // use only local actions, the upstream is the loopback mTLS stack of
-// internal/testenv, and a loopback HTTP server stands in for the releases
-// host.
+// internal/testsupport/testenv, and a loopback HTTP server stands in for
+// the releases host.
 //
 // The package holds only the helpers the tests share; the tests are the
 // point. A runner that is missing skips the tests only outside CI: with CI
