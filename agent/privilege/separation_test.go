@@ -33,7 +33,7 @@ const childEnv = "GO_TEST_PRIVILEGE_CHILD"
 func TestMain(m *testing.M) {
 	switch os.Getenv(childEnv) {
 	case "":
-		os.Exit(runTests(m))
+		os.Exit(testenv.RunWithSharedBinary(m, &sharedBinary))
 	case "agent":
 		os.Exit(agentChild())
 	case "probe":
@@ -50,37 +50,6 @@ func TestMain(m *testing.M) {
 // written before any test starts: writing an executable while another test
 // forks makes exec fail with ETXTBSY.
 var sharedBinary string
-
-func runTests(m *testing.M) int {
-	if os.Geteuid() == 0 {
-		dir, err := os.MkdirTemp("", "privtest-bin-")
-		if err == nil {
-			defer os.RemoveAll(dir)
-			err = os.Chmod(dir, 0o755)
-		}
-		if err == nil {
-			sharedBinary, err = copyExecutable(dir)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-	}
-	return m.Run()
-}
-
-func copyExecutable(dir string) (string, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return "", err
-	}
-	b, err := os.ReadFile(self)
-	if err != nil {
-		return "", err
-	}
-	p := filepath.Join(dir, "privilege.test")
-	return p, os.WriteFile(p, b, 0o755)
-}
 
 // agentReport is what the agent stand-in prints on its stdout after Drop.
 type agentReport struct {

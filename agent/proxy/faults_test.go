@@ -98,7 +98,7 @@ type watchLog struct {
 	want string
 	once sync.Once
 	seen chan struct{}
-	buf  lockedBuf
+	buf  testenv.SyncBuffer
 }
 
 func (w *watchLog) Write(p []byte) (int, error) {

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -186,30 +184,12 @@ func TestOldTLSRefused(t *testing.T) {
 	}
 }
 
-// lockedBuf is a goroutine-safe log sink.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestCanarySecretsNeverShown(t *testing.T) {
 	t.Parallel()
 	const canary = "Zx81CANARYs3cretAbCdEf99"
 	m := newMTLS(t)
 	token := "tok" + canary
-	logs := &lockedBuf{}
+	logs := &testenv.SyncBuffer{}
 	for _, format := range []bool{false, true} {
 		log := hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs, JSONFormat: format})
 		// A dead upstream (refused), one whose base path holds a token,

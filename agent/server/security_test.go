@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,31 +41,7 @@ func TestMain(m *testing.M) {
 	case "attack":
 		os.Exit(attackChild())
 	}
-	if os.Geteuid() == 0 {
-		dir, err := os.MkdirTemp("", "agenttest-bin-")
-		if err == nil {
-			err = os.Chmod(dir, 0o755)
-		}
-		var b []byte
-		if err == nil {
-			var self string
-			if self, err = os.Executable(); err == nil {
-				b, err = os.ReadFile(self)
-			}
-		}
-		if err == nil {
-			sharedBinary = filepath.Join(dir, "agent.test")
-			err = os.WriteFile(sharedBinary, b, 0o755)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		code := m.Run()
-		os.RemoveAll(dir)
-		os.Exit(code)
-	}
-	os.Exit(m.Run())
+	os.Exit(testenv.RunWithSharedBinary(m, &sharedBinary))
 }
 
 // getResult is what the "get" child prints.

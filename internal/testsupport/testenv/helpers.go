@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,4 +115,39 @@ func PublicDir(t testing.TB, prefix string) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// RunWithSharedBinary runs the tests of m, first (as root) writing a copy
+// of the test binary that every user can run into a 0755 temporary
+// directory and setting *path to it, for tests that run the binary as
+// other users (the build cache is root's); the copy is removed afterwards.
+// It is written before any test starts: writing an executable while
+// another test forks makes exec fail with ETXTBSY. It returns m's exit
+// code.
+func RunWithSharedBinary(m *testing.M, path *string) int {
+	if os.Geteuid() != 0 {
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "shared-test-bin-")
+	if err == nil {
+		defer os.RemoveAll(dir)
+		err = os.Chmod(dir, 0o755)
+	}
+	var self string
+	if err == nil {
+		self, err = os.Executable()
+	}
+	var b []byte
+	if err == nil {
+		b, err = os.ReadFile(self)
+	}
+	if err == nil {
+		*path = filepath.Join(dir, filepath.Base(self))
+		err = os.WriteFile(*path, b, 0o755)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testenv: copy the test binary for other users:", err)
+		return 1
+	}
+	return m.Run()
 }

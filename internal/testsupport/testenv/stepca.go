@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -65,7 +63,7 @@ type StepCA struct {
 	opts  stepCAOptions
 	jwk   *jwsKey
 	other *jwsKey
-	logs  *lockedBuffer
+	logs  *SyncBuffer
 }
 
 // StepCAOption changes the step-ca that StartStepCA runs.
@@ -111,7 +109,7 @@ func StartStepCA(t testing.TB, opts ...StepCAOption) *StepCA {
 		opts:        o,
 		jwk:         newJWSKey(t),
 		other:       newJWSKey(t),
-		logs:        &lockedBuffer{},
+		logs:        &SyncBuffer{},
 		GitHub: StartOIDCIssuer(t, "https://token.actions.githubusercontent.com",
 			StepCAGitHubProvisioner, StepCAGitHubClientID),
 		GitLab: StartOIDCIssuer(t, "https://gitlab.example.test",
@@ -128,7 +126,7 @@ func StartStepCA(t testing.TB, opts ...StepCAOption) *StepCA {
 			return s
 		}
 	}
-	t.Fatalf("start step-ca: %v\nlog:\n%s", lastErr, s.logs.String())
+	t.Fatalf("start step-ca: %v\nlog:\n%s", lastErr, strings.TrimSpace(s.logs.String()))
 	return nil
 }
 
@@ -218,14 +216,14 @@ func (s *StepCA) start(t testing.TB, bin, cfgFile string) error {
 	t.Cleanup(func() {
 		stop()
 		if t.Failed() {
-			t.Logf("step-ca log:\n%s", s.logs.String())
+			t.Logf("step-ca log:\n%s", strings.TrimSpace(s.logs.String()))
 		}
 	})
 	return nil
 }
 
 // Logs returns what step-ca has logged so far.
-func (s *StepCA) Logs() string { return s.logs.String() }
+func (s *StepCA) Logs() string { return strings.TrimSpace(s.logs.String()) }
 
 // Pool returns a pool holding only the CA's root.
 func (s *StepCA) Pool() *x509.CertPool { return s.CA.Pool() }
@@ -289,21 +287,4 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.TrimSpace(l.b.String())
 }
