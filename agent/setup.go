@@ -51,6 +51,10 @@ type Config struct {
 	ClientCert, ClientKey, CACert string
 	// Policy is a policy file; empty for the built-in defaults.
 	Policy string
+	// Dir, when set, is the state dir the caller opened (and closes): a
+	// front end that stops the agent after a failed setup uses the same
+	// handle. Otherwise Setup opens StateDir.
+	Dir *supervisor.StateDir
 	// StateDir holds agent.json, the log and reports (DefaultStateDir when
 	// empty).
 	StateDir string
@@ -150,11 +154,13 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	// 2. Identity.
 	// The state dir is opened once, checked, and used through that
 	// handle by every step.
-	d, err := supervisor.OpenStateDir(res.StateDir)
-	if err != nil {
-		return res, err
+	d := cfg.Dir
+	if d == nil {
+		if d, err = supervisor.OpenStateDir(res.StateDir); err != nil {
+			return res, err
+		}
+		defer d.Close()
 	}
-	defer d.Close()
 	jobUID, err := resolveJobUser(cfg.JobUser)
 	if err != nil {
 		return res, err

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+	"github.com/goproxy-setup/goproxy-setup/internal/junit"
 	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/actionrun"
 )
 
@@ -72,8 +73,8 @@ func (fakeDiagnosis) WriteAnnotations(w io.Writer) error {
 }
 
 func (fakeDiagnosis) WriteJUnit(w io.Writer) error {
-	return WriteJUnit(w, &JUnitSuites{Suites: []JUnitSuite{{Name: "diagnose", Cases: []JUnitCase{
-		{Name: "tls", Classname: "diagnose", Time: "0.012", Failure: &JUnitMessage{Message: "unknown authority", Type: "tls", Text: "remedy: pass --ca-cert"}},
+	return junit.Write(w, &junit.Suites{Suites: []junit.Suite{{Name: "diagnose", Cases: []junit.Case{
+		{Name: "tls", Classname: "diagnose", Time: "0.012", Failure: &junit.Message{Message: "unknown authority", Type: "tls", Text: "remedy: pass --ca-cert"}},
 		{Name: "dns", Classname: "diagnose", Time: "0.001"},
 	}}}})
 }
@@ -463,8 +464,8 @@ func TestGitLabPublish(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			var stdout, stderr bytes.Buffer
-			dotenv, junit := filepath.Join(dir, "goproxy-setup.env"), filepath.Join(dir, "junit.xml")
-			gl := NewGitLab(GitLabConfig{Log: &stderr, Stdout: &stdout, Dotenv: dotenv, JUnit: junit,
+			dotenv, junitFile := filepath.Join(dir, "goproxy-setup.env"), filepath.Join(dir, "junit.xml")
+			gl := NewGitLab(GitLabConfig{Log: &stderr, Stdout: &stdout, Dotenv: dotenv, JUnit: junitFile,
 				Now: func() time.Time { return time.Unix(1700000000, 0) }})
 			if err := gl.Publish(o); err != nil {
 				t.Fatal(err)
@@ -472,9 +473,9 @@ func TestGitLabPublish(t *testing.T) {
 			golden(t, "gitlab-"+name+".stdout.golden", stdout.String())
 			golden(t, "gitlab-"+name+".stderr.golden", stderr.String())
 			golden(t, "gitlab-"+name+".env.golden", readFile(t, dotenv))
-			golden(t, "gitlab-"+name+".junit.golden", readFile(t, junit))
-			validateJUnit(t, junit)
-			for name, s := range map[string]string{"stderr": stderr.String(), "dotenv": readFile(t, dotenv), "junit": readFile(t, junit)} {
+			golden(t, "gitlab-"+name+".junit.golden", readFile(t, junitFile))
+			validateJUnit(t, junitFile)
+			for name, s := range map[string]string{"stderr": stderr.String(), "dotenv": readFile(t, dotenv), "junit": readFile(t, junitFile)} {
 				if strings.Contains(s, canaryToken) {
 					t.Errorf("%s shows the capability token", name)
 				}
@@ -486,15 +487,15 @@ func TestGitLabPublish(t *testing.T) {
 			if o.Err == nil {
 				return
 			}
-			var suites JUnitSuites
-			if err := xml.Unmarshal([]byte(readFile(t, junit)), &suites); err != nil {
+			var suites junit.Suites
+			if err := xml.Unmarshal([]byte(readFile(t, junitFile)), &suites); err != nil {
 				t.Fatal(err)
 			}
 			if suites.Failures == 0 {
-				t.Errorf("JUnit report of a failed setup has 0 failures:\n%s", readFile(t, junit))
+				t.Errorf("JUnit report of a failed setup has 0 failures:\n%s", readFile(t, junitFile))
 			}
-			if strings.Contains(readFile(t, junit), "<failure") && errkind.Of(o.Err) != errkind.Unreachable && !strings.Contains(readFile(t, junit), o.failure().name+": ") {
-				t.Errorf("JUnit failure does not name the kind %q:\n%s", o.failure().name, readFile(t, junit))
+			if strings.Contains(readFile(t, junitFile), "<failure") && errkind.Of(o.Err) != errkind.Unreachable && !strings.Contains(readFile(t, junitFile), o.failure().name+": ") {
+				t.Errorf("JUnit failure does not name the kind %q:\n%s", o.failure().name, readFile(t, junitFile))
 			}
 			env := readFile(t, dotenv)
 			for _, bad := range []string{"MODULES=", "CACHE_HIT=", "GONOSUMDB=", "GOFLAGS="} {

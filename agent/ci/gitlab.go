@@ -11,6 +11,7 @@ import (
 
 	"github.com/goproxy-setup/goproxy-setup/internal/atomicfile"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+	"github.com/goproxy-setup/goproxy-setup/internal/humanize"
 )
 
 // GitLab writes to a GitLab CI job: collapsible log sections and reports
@@ -258,7 +259,7 @@ func writeSetupText(b *bytes.Buffer, o *Outcome) {
 			fmt.Fprintf(b, "export     %s=%s\n", v.Name, v.Value)
 		}
 		if o.Warm != nil {
-			fmt.Fprintf(b, "warm:      %d modules, %d already cached, %d downloaded, %s in %s\n", o.Warm.Modules, o.Warm.Hits, o.Warm.Fetched, HumanBytes(o.Warm.Bytes), HumanDuration(o.Warm.Duration))
+			fmt.Fprintf(b, "warm:      %d modules, %d already cached, %d downloaded, %s in %s\n", o.Warm.Modules, o.Warm.Hits, o.Warm.Fetched, humanize.Bytes(o.Warm.Bytes), HumanDuration(o.Warm.Duration))
 		}
 	}
 	for _, w := range o.Warnings {
@@ -300,7 +301,7 @@ func WriteStatsText(w io.Writer, s *Stats, red *Redactor) error {
 		head += ": " + tail
 	}
 	fmt.Fprintf(&b, "%s\n", head)
-	fmt.Fprintf(&b, "requests: %d, served %s, upstream latency p50 %s p90 %s p99 %s\n", s.Requests, HumanBytes(s.Bytes), HumanDuration(s.Latency.P50), HumanDuration(s.Latency.P90), HumanDuration(s.Latency.P99))
+	fmt.Fprintf(&b, "requests: %d, served %s, upstream latency p50 %s p90 %s p99 %s\n", s.Requests, humanize.Bytes(s.Bytes), HumanDuration(s.Latency.P50), HumanDuration(s.Latency.P90), HumanDuration(s.Latency.P99))
 	for _, l := range sortedLayers(s.ErrorsByLayer) {
 		fmt.Fprintf(&b, "errors at %s (whole job): %d\n", l, s.ErrorsByLayer[l])
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
+	"github.com/goproxy-setup/goproxy-setup/internal/humanize"
 )
 
 // WriteSetupSummary writes the Markdown job summary of a setup: on success
@@ -55,7 +56,7 @@ func writeSuccess(b *bytes.Buffer, o *Outcome) {
 		b.WriteString("Not warmed.\n")
 	} else {
 		b.WriteString("| Modules | Already cached | Downloaded | Bytes | Time |\n| --- | --- | --- | --- | --- |\n")
-		fmt.Fprintf(b, "| %d | %d | %d | %s | %s |\n", o.Warm.Modules, o.Warm.Hits, o.Warm.Fetched, HumanBytes(o.Warm.Bytes), HumanDuration(o.Warm.Duration))
+		fmt.Fprintf(b, "| %d | %d | %d | %s | %s |\n", o.Warm.Modules, o.Warm.Hits, o.Warm.Fetched, humanize.Bytes(o.Warm.Bytes), HumanDuration(o.Warm.Duration))
 	}
 	if o.Latency != nil {
 		b.WriteString("\n### Upstream latency\n\n| p50 | p90 | p99 |\n| --- | --- | --- |\n")
@@ -108,7 +109,7 @@ func UpstreamLine(h upstream.Health) string {
 	if !c.Any() && h.Opens == 0 {
 		return ""
 	}
-	parts := []string{fmt.Sprintf("%d retries", c.Retries), fmt.Sprintf("%d resumed bodies (%s not fetched again)", c.Resumes, HumanBytes(c.ResumedBytes))}
+	parts := []string{fmt.Sprintf("%d retries", c.Retries), fmt.Sprintf("%d resumed bodies (%s not fetched again)", c.Resumes, humanize.Bytes(c.ResumedBytes))}
 	if c.ResumeFailures > 0 {
 		parts = append(parts, fmt.Sprintf("%d bodies not resumable", c.ResumeFailures))
 	}
@@ -186,7 +187,7 @@ func WriteStopSummary(w io.Writer, s *Stats, red *Redactor) error {
 		fmt.Fprintf(&b, "%s %s\n\n", icon, head)
 	}
 	b.WriteString("| Requests | Served | Upstream p50 | p90 | p99 |\n| --- | --- | --- | --- | --- |\n")
-	fmt.Fprintf(&b, "| %d | %s | %s | %s | %s |\n", s.Requests, HumanBytes(s.Bytes), HumanDuration(s.Latency.P50), HumanDuration(s.Latency.P90), HumanDuration(s.Latency.P99))
+	fmt.Fprintf(&b, "| %d | %s | %s | %s | %s |\n", s.Requests, humanize.Bytes(s.Bytes), HumanDuration(s.Latency.P50), HumanDuration(s.Latency.P90), HumanDuration(s.Latency.P99))
 	if len(s.ErrorsByLayer) > 0 {
 		b.WriteString("\n### Upstream errors by layer (whole job, setup included)\n\n| Layer | Errors |\n| --- | --- |\n")
 		for _, l := range sortedLayers(s.ErrorsByLayer) {
@@ -237,20 +238,6 @@ func code(s string) string {
 // oneLine folds line breaks so a value cannot break a table or a list.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\r", " ")), " ")
-}
-
-// HumanBytes formats n with a binary unit: "512 B", "12.3 KiB".
-func HumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // HumanDuration formats d for a summary: milliseconds below a second,

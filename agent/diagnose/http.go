@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/mod/module"
 
+	"github.com/goproxy-setup/goproxy-setup/internal/humanize"
 	"github.com/goproxy-setup/goproxy-setup/internal/redact"
 )
 
@@ -123,7 +124,7 @@ func (tr *targetRun) httpStep(ctx context.Context, conn net.Conn, addr string, p
 	}
 	rate := ""
 	if n > 0 && bodyDur > 0 {
-		rate = fmt.Sprintf(", %s/s over %d bytes", humanBytes(float64(n)/bodyDur.Seconds()), n)
+		rate = fmt.Sprintf(", %s/s over %d bytes", humanize.Bytes(int64(float64(n)/bodyDur.Seconds())), n)
 	}
 	detail := fmt.Sprintf("GET %s: %s; first byte %s%s", probe, resp.Status, round(ttfb), rate)
 	switch c := resp.StatusCode; {
@@ -156,16 +157,4 @@ func (tr *targetRun) httpStep(ctx context.Context, conn net.Conn, addr string, p
 // redacted), clipped on a rune boundary.
 func answerLine(body string) string {
 	return redact.Clip(strings.ReplaceAll(redact.Answer(body), "\n", " / "), 160)
-}
-
-func humanBytes(f float64) string {
-	switch {
-	case f >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", f/(1<<30))
-	case f >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", f/(1<<20))
-	case f >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", f/(1<<10))
-	}
-	return fmt.Sprintf("%.0f B", f)
 }

@@ -2,11 +2,12 @@ package diagnose
 
 import (
 	"encoding/json"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"strings"
 	"time"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/junit"
 )
 
 // Brief returns the short text/plain body the agent sends with a 502 or
@@ -236,49 +237,10 @@ func WriteJSON(w io.Writer, r *Report) error {
 	return enc.Encode(out)
 }
 
-type junitSuites struct {
-	XMLName  xml.Name `xml:"testsuites"`
-	Name     string   `xml:"name,attr"`
-	Tests    int      `xml:"tests,attr"`
-	Failures int      `xml:"failures,attr"`
-	// Disabled is the Jenkins schema's name for the total of skipped
-	// tests; <testsuites> has no "skipped" attribute there.
-	Disabled int          `xml:"disabled,attr"`
-	Time     string       `xml:"time,attr"`
-	Suites   []junitSuite `xml:"testsuite"`
-}
-
-type junitSuite struct {
-	Name      string      `xml:"name,attr"`
-	Tests     int         `xml:"tests,attr"`
-	Failures  int         `xml:"failures,attr"`
-	Skipped   int         `xml:"skipped,attr"`
-	Time      string      `xml:"time,attr"`
-	Timestamp string      `xml:"timestamp,attr"`
-	Cases     []junitCase `xml:"testcase"`
-}
-
-type junitCase struct {
-	Classname string        `xml:"classname,attr"`
-	Name      string        `xml:"name,attr"`
-	Time      string        `xml:"time,attr"`
-	Failure   *junitMessage `xml:"failure,omitempty"`
-	Skipped   *junitMessage `xml:"skipped,omitempty"`
-	SystemOut string        `xml:"system-out,omitempty"`
-}
-
-type junitMessage struct {
-	Message string `xml:"message,attr"`
-	Type    string `xml:"type,attr,omitempty"`
-	Text    string `xml:",chardata"`
-}
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
-
 // WriteJUnit writes the report as JUnit XML (GitLab's test report): one
 // testcase per check, a failure per failed check, warnings in system-out.
 func WriteJUnit(w io.Writer, r *Report) error {
-	s := junitSuite{Name: "goproxy-setup diagnose", Time: secs(r.Duration), Timestamp: r.Started.UTC().Format(time.RFC3339)}
+	s := junit.Suite{Name: "goproxy-setup diagnose", Time: junit.Seconds(r.Duration), Timestamp: r.Started.UTC().Format(time.RFC3339)}
 	for _, c := range r.Checks {
 		name := c.Layer
 		if c.Target != "" {
@@ -287,14 +249,12 @@ func WriteJUnit(w io.Writer, r *Report) error {
 		if c.Address != "" {
 			name += " (" + c.Address + ")"
 		}
-		jc := junitCase{Classname: "diagnose." + c.Layer, Name: name, Time: secs(c.Duration)}
+		jc := junit.Case{Classname: "diagnose." + c.Layer, Name: name, Time: junit.Seconds(c.Duration)}
 		switch c.Status {
 		case StatusFail:
-			s.Failures++
-			jc.Failure = &junitMessage{Message: c.Detail, Type: c.Layer, Text: c.Detail + "\nfix: " + c.Remedy + "\n"}
+			jc.Failure = &junit.Message{Message: c.Detail, Type: c.Layer, Text: c.Detail + "\nfix: " + c.Remedy + "\n"}
 		case StatusSkip:
-			s.Skipped++
-			jc.Skipped = &junitMessage{Message: c.Detail}
+			jc.Skipped = &junit.Message{Message: c.Detail}
 		case StatusWarn:
 			jc.SystemOut = "warning: " + c.Detail + "\nfix: " + c.Remedy + "\n"
 		default:
@@ -302,18 +262,7 @@ func WriteJUnit(w io.Writer, r *Report) error {
 		}
 		s.Cases = append(s.Cases, jc)
 	}
-	s.Tests = len(s.Cases)
-	all := junitSuites{Name: "goproxy-setup", Tests: s.Tests, Failures: s.Failures, Disabled: s.Skipped, Time: s.Time, Suites: []junitSuite{s}}
-	if _, err := io.WriteString(w, xml.Header); err != nil {
-		return err
-	}
-	enc := xml.NewEncoder(w)
-	enc.Indent("", "  ")
-	if err := enc.Encode(all); err != nil {
-		return err
-	}
-	_, err := io.WriteString(w, "\n")
-	return err
+	return junit.Write(w, &junit.Suites{Name: "goproxy-setup", Time: s.Time, Suites: []junit.Suite{s}})
 }
 
 func ghData(s string) string {

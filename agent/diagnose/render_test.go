@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/junit"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -168,7 +170,7 @@ func TestJUnitWellFormed(t *testing.T) {
 	if err := WriteJUnit(&b, sampleReport()); err != nil {
 		t.Fatal(err)
 	}
-	var s junitSuites
+	var s junit.Suites
 	if err := xml.Unmarshal(b.Bytes(), &s); err != nil {
 		t.Fatalf("JUnit output does not parse: %v", err)
 	}

@@ -100,6 +100,15 @@ func (runCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	cfg.Enroll = enroll
 	cfg.Logger = newLogger("goproxy-setup", &s.commonFlags, stderr)
 	cfg.Progress = stderr
+	if cfg.StateDir == "" {
+		cfg.StateDir = supervisor.DefaultStateDir()
+	}
+	// Opened once: Setup works in it, and a failed run stops its agent
+	// through the same handle.
+	if cfg.Dir, err = supervisor.OpenStateDir(cfg.StateDir); err != nil {
+		return err
+	}
+	defer cfg.Dir.Close()
 	res, err := agent.Setup(ctx, cfg)
 	if res != nil && res.ReportPath != "" {
 		fmt.Fprintf(stderr, "goproxy-setup: diagnosis report: %s\n", res.ReportPath)
@@ -109,7 +118,7 @@ func (runCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		// it rather than leave it running after the caller gave up.
 		if res != nil && res.PID != 0 {
 			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-			if serr := stopAgent(stopCtx, res.StateDir); serr != nil {
+			if _, serr := supervisor.Stop(stopCtx, cfg.Dir); serr != nil {
 				cfg.Logger.Debug("stopping the agent after the failure", "error", serr)
 			}
 			cancel()
@@ -136,17 +145,6 @@ func (runCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // writeEnv prints the variables to export, GOPROXY first, validated so a
 // value cannot smuggle a second assignment into an eval'd script.
-// stopAgent stops the agent recorded in stateDir.
-func stopAgent(ctx context.Context, stateDir string) error {
-	d, err := supervisor.OpenStateDir(stateDir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	_, err = supervisor.Stop(ctx, d)
-	return err
-}
-
 func writeEnv(w io.Writer, format string, env []agent.EnvVar) error {
 	f, err := ci.ParseFormat(format)
 	if err != nil {
