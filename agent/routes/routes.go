@@ -40,7 +40,7 @@ type routeClient struct {
 	client   *upstream.Client
 }
 
-// NewFetcher builds the upstream clients for the routes of an effective
+// New builds the upstream clients for the routes of an effective
 // policy (policies.Resolve; nil: the default policy).
 func New(pol *policies.Policy, id *tlsauth.Identity, roots *x509.CertPool, timeout time.Duration, log hclog.Logger) (*Fetcher, error) {
 	if pol == nil {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/term"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/humanize"
 )
 
 // progress reports done/total, bytes and rate: a bar redrawn in place on a
@@ -88,13 +90,13 @@ func (c *countingReader) Read(b []byte) (int, error) {
 func (p *progress) print(final bool) {
 	done, b, total := p.doneN.Load(), p.bytes.Load(), p.total.Load()
 	secs := time.Since(p.started).Seconds()
-	mb := float64(b) / 1e6
-	rate := 0.0
+	var rate int64
 	if secs > 0 {
-		rate = mb / secs
+		rate = int64(float64(b) / secs)
 	}
+	size, speed := humanize.Bytes(b), humanize.Bytes(rate)+"/s"
 	if !p.tty {
-		fmt.Fprintf(p.w, "warm: %d/%d files, %.1f MB, %.1f MB/s, %.1fs\n", done, total, mb, rate, secs)
+		fmt.Fprintf(p.w, "warm: %d/%d files, %s, %s, %.1fs\n", done, total, size, speed, secs)
 		return
 	}
 	const width = 30
@@ -107,5 +109,5 @@ func (p *progress) print(final bool) {
 	if final {
 		end = "\n"
 	}
-	fmt.Fprintf(p.w, "\r\x1b[Kwarm [%s] %d/%d files  %.1f MB  %.1f MB/s%s", bar, done, total, mb, rate, end)
+	fmt.Fprintf(p.w, "\r\x1b[Kwarm [%s] %d/%d files  %s  %s%s", bar, done, total, size, speed, end)
 }

@@ -22,7 +22,7 @@ import (
 // errors.Is(err, ErrNotFound) or is an *upstream.Error whose NotFound
 // reports true. Any other error of Open or of reading a body is a transport
 // failure (retried, and errkind.Unreachable) unless it is marked with
-// another errkind or is an *HTTPError or *upstream.Error with a 4xx status.
+// another errkind or is an *upstream.Error that Answered (a 4xx status).
 // A Source that implements fmt.Stringer names the upstream in the Summary;
 // the string must not contain secrets.
 type Source interface {

@@ -27,6 +27,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
 	"github.com/goproxy-setup/goproxy-setup/agent/server"
 	"github.com/goproxy-setup/goproxy-setup/agent/wire"
+	"github.com/goproxy-setup/goproxy-setup/internal/humanize"
 	"github.com/goproxy-setup/goproxy-setup/internal/modgen"
 	"github.com/goproxy-setup/goproxy-setup/internal/pki"
 	"github.com/goproxy-setup/goproxy-setup/internal/procmem"
@@ -181,8 +182,8 @@ func (agentBench) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 	}{
 		{".info", "example.bench/m00/@v/v1.0.0.info", n},
 		{".mod", "example.bench/m00/@v/v1.0.0.mod", n},
-		{"small .zip (" + sizeOf(len(bs[0].Zip)) + ")", "example.bench/m00/@v/v1.0.0.zip", n},
-		{"10 MB .zip (" + sizeOf(len(bigMod.Zip)) + ")", "example.bench/big/@v/v1.0.0.zip", bigN},
+		{"small .zip (" + humanize.Bytes(int64(len(bs[0].Zip))) + ")", "example.bench/m00/@v/v1.0.0.zip", n},
+		{"10 MB .zip (" + humanize.Bytes(int64(len(bigMod.Zip))) + ")", "example.bench/big/@v/v1.0.0.zip", bigN},
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "LATENCY (sequential)\tn\tdirect p50\tdirect p99\tagent p50\tagent p99\tadded p50\tadded p99\n")
@@ -518,13 +519,6 @@ func pctl(d []time.Duration, p int) time.Duration {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3fms", float64(d.Microseconds())/1000) }
-
-func sizeOf(n int) string {
-	if n >= 1<<20 {
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-}
 
 // agentServe is the agent process the benchmark measures: server.Serve with
 // the given upstream and identity, printing "ready BASEURL" on stdout.

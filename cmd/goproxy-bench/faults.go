@@ -20,6 +20,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 	"github.com/goproxy-setup/goproxy-setup/internal/faultproxy"
+	"github.com/goproxy-setup/goproxy-setup/internal/humanize"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 )
 
@@ -152,7 +153,7 @@ func (faultsBench) Run(ctx context.Context, args []string, stdout, stderr io.Wri
 				if base > 0 {
 					ratio = fmt.Sprintf("%.2fx", r.secs/base)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\n", name, fname, mode, r.secs, ratio, r.outcome, r.count(r.retries), r.count(r.resumes), sizeOf(int(max(0, r.twice))))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\n", name, fname, mode, r.secs, ratio, r.outcome, r.count(r.retries), r.count(r.resumes), humanize.Bytes(max(0, int64(r.twice))))
 				fmt.Fprintf(stderr, "  %.1fs %s\n", r.secs, r.outcome)
 			}
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
+	"github.com/goproxy-setup/goproxy-setup/internal/humanize"
 	"github.com/goproxy-setup/goproxy-setup/policies"
 )
 
@@ -164,11 +165,11 @@ func goEnv(ctx context.Context, name string) string {
 // writeWarmSummary prints the summary for people.
 func writeWarmSummary(w io.Writer, s *warm.Summary) {
 	if s.Failed > 0 {
-		fmt.Fprintf(w, "warm FAILED: %d of %d modules failed in %.1fs (%d cache hits, %d fetched, %.1f MB from %s into %s)\n",
-			s.Failed, s.Modules, s.Seconds, s.Hits, s.Fetched, float64(s.Bytes)/1e6, s.Upstream, s.ModCache)
+		fmt.Fprintf(w, "warm FAILED: %d of %d modules failed in %.1fs (%d cache hits, %d fetched, %s from %s into %s)\n",
+			s.Failed, s.Modules, s.Seconds, s.Hits, s.Fetched, humanize.Bytes(s.Bytes), s.Upstream, s.ModCache)
 	} else {
-		fmt.Fprintf(w, "warmed %d modules (%d zips) in %.1fs: %d cache hits, %d fetched, %.1f MB from %s into %s\n",
-			s.Modules, s.Zips, s.Seconds, s.Hits, s.Fetched, float64(s.Bytes)/1e6, s.Upstream, s.ModCache)
+		fmt.Fprintf(w, "warmed %d modules (%d zips) in %.1fs: %d cache hits, %d fetched, %s from %s into %s\n",
+			s.Modules, s.Zips, s.Seconds, s.Hits, s.Fetched, humanize.Bytes(s.Bytes), s.Upstream, s.ModCache)
 	}
 	if len(s.Slowest) > 0 && s.Fetched > 0 {
 		fmt.Fprintf(w, "slowest:")
