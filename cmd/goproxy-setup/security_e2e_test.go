@@ -149,7 +149,9 @@ func TestStopSparesUnrelatedProcess(t *testing.T) {
 			}
 		}
 	}
-	// stop used to SIGTERM after 5 s: give it the time.
+	// stop SIGTERMs a proven agent still there 5 s after its stop
+	// request: wait past that, to show this unproven process is never
+	// signalled.
 	select {
 	case err := <-exited:
 		t.Fatalf("the unrelated process was killed (%v)", err)
