@@ -2,6 +2,19 @@
 // proxies: the upstream list with cmd/go's GOPROXY semantics, the layered
 // HTTP transport (mTLS → retry → user agent → logging), per-origin client
 // certificates, timeouts, and the typed errors callers branch on.
+//
+// It also owns surviving the network (docs/resilience.md). A body of
+// immutable content that breaks or stalls is resumed where it broke with a
+// validated Range request (ResumeBody). Requests without a body are
+// retried on temporary failures with jittered exponential backoff, never
+// waiting past the request's deadline. Each upstream has a circuit breaker
+// whose rule is: a body broken after its answer began counts only when its
+// request was sent after the last failure that counted (the other bodies
+// broken by the same network event are one failure with it), and a
+// request that got no answer counts on its own once its retries failed
+// too; Failures such counts in a row open the circuit (see Breaker). The
+// retries, resumes and coalesced failures are counted per upstream
+// (Counters, in Health).
 package upstream
 
 import (
