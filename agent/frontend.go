@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/ci"
@@ -37,8 +38,12 @@ func RunFrontEnd(ctx context.Context, fe ci.FrontEnd, cfg Config) error {
 		return err
 	}
 	res, serr := Setup(ctx, cfg)
-	// The identity is with the agent now: remove the copies at once.
+	// The identity is with the agent now: remove the copies at once, and
+	// the key's file variable once the agent serves with it.
 	cerr := keys.Close()
+	if serr == nil {
+		cerr = errors.Join(cerr, keys.Handed())
+	}
 	// Secrets first: the block's end and everything after may show them.
 	if res != nil {
 		if err := fe.Mask(res.Secrets...); err != nil {
@@ -55,9 +60,12 @@ func RunFrontEnd(ctx context.Context, fe ci.FrontEnd, cfg Config) error {
 
 // ReportFrontEnd is the report step of a CI front end (`github --report`,
 // `gitlab --report`): stop the agent, publish its stats, fail when fetches
-// failed after setup. A job whose setup never started an agent gets a note,
-// not a second failure.
-func ReportFrontEnd(ctx context.Context, fe ci.FrontEnd, stateDir string) error {
+// failed after setup. Where the agent is gone before the step (GitLab's
+// docker executor runs after_script in a new container), the stats come
+// from the snapshot the agent kept in statsFile ("" for none), and the
+// report says so. A job whose setup never started an agent gets a note, not
+// a second failure.
+func ReportFrontEnd(ctx context.Context, fe ci.FrontEnd, stateDir, statsFile string) error {
 	if stateDir == "" {
 		stateDir = supervisor.DefaultStateDir()
 	}
@@ -65,15 +73,25 @@ func ReportFrontEnd(ctx context.Context, fe ci.FrontEnd, stateDir string) error 
 	if err != nil {
 		return fmt.Errorf("stop the agent: %w", err)
 	}
-	defer d.Close()
 	s, err := supervisor.Stop(ctx, d)
-	if none := (*supervisor.NoAgentError)(nil); errors.As(err, &none) {
-		return fe.NoAgent(stateDir)
+	d.Close()
+	if err == nil {
+		return errors.Join(fe.PublishStats(CIStats(s)), removeSnapshot(statsFile))
 	}
-	if err != nil {
-		return fmt.Errorf("stop the agent: %w", err)
+	var stopErr error
+	if none := (*supervisor.NoAgentError)(nil); !errors.As(err, &none) {
+		stopErr = fmt.Errorf("stop the agent: %w", err)
 	}
-	return fe.PublishStats(CIStats(s))
+	s, written, ok, rerr := readSnapshot(statsFile)
+	if rerr != nil || !ok {
+		if stopErr != nil {
+			return errors.Join(stopErr, rerr)
+		}
+		return errors.Join(fe.NoAgent(stateDir), rerr)
+	}
+	cs := CIStats(s)
+	cs.Ended = endedNote(written)
+	return errors.Join(fe.PublishStats(cs), removeSnapshot(statsFile))
 }
 
 // Outcome returns what the CI front ends render of a setup's result and
@@ -90,6 +108,11 @@ func Outcome(res *Result, err error) *ci.Outcome {
 	o.StateDir = res.StateDir
 	o.Addr = res.Addr
 	o.Endpoints = res.Endpoints
+	for _, l := range res.Privilege {
+		if !strings.HasPrefix(l, "warning: ") { // Warnings has it
+			o.Privilege = append(o.Privilege, l)
+		}
+	}
 	o.Warnings = res.Warnings
 	o.ReportPath = res.ReportPath
 	if w := res.Warm; w != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/agent/privilege"
 	"github.com/goproxy-setup/goproxy-setup/agent/proxy"
 	"github.com/goproxy-setup/goproxy-setup/agent/supervisor"
+	"github.com/goproxy-setup/goproxy-setup/agent/wire"
 	"github.com/goproxy-setup/goproxy-setup/agent/upstream"
 	"github.com/goproxy-setup/goproxy-setup/agent/warm"
 	"github.com/goproxy-setup/goproxy-setup/internal/errkind"
@@ -82,6 +83,10 @@ type Config struct {
 	AgentUser string
 	AgentUID  int
 	AgentDir  string
+	// StatsFile, when set, is where the agent keeps a secret-free snapshot
+	// of its stats, for a report step that runs where the agent is gone
+	// (ReportFrontEnd); its directory is made the agent's.
+	StatsFile string
 	// Logger receives the bootstrap's log; nil is silent.
 	Logger hclog.Logger
 	// Progress receives warm progress; nil for none.
@@ -220,6 +225,7 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	sep, err := planSeparation(ctx, pol, d, cfg.AgentDir, log)
 	log.Debug("privilege planned", "mode", sep.report.Mode, "user", sep.user, "elapsed", time.Since(start))
+	sep.report.JobRoot = jobUID == 0
 	res.Privilege = sep.report.Lines()
 	if w := sep.report.Warning(); w != "" {
 		res.Warnings = append(res.Warnings, w)
@@ -243,6 +249,19 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.CACert != "" {
 		abs, _ := filepath.Abs(cfg.CACert)
 		args = append(args, "--ca-cert", abs)
+	}
+	statsFile := ""
+	if cfg.StatsFile != "" {
+		abs, _ := filepath.Abs(cfg.StatsFile)
+		ok, err := prepareStatsDir(filepath.Dir(abs), sep)
+		switch {
+		case err != nil:
+			// Not fatal: only a report where the agent is gone needs it.
+			res.Warnings = append(res.Warnings, fmt.Sprintf("no stats snapshot for a report step where the agent is gone (%v): choose a writable --stats-file", err))
+		case ok:
+			statsFile = abs
+			args = append(args, "--"+wire.StatsFileFlag, abs)
+		}
 	}
 	args = append(args, cfg.AgentArgs...)
 	st, err := supervisor.Start(ctx, d, supervisor.StartConfig{
@@ -300,6 +319,10 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 				if ctx.Err() == nil {
 					if _, merr := supervisor.MarkSetupDone(ctx, d); merr != nil {
 						log.Debug("could not record the failure count", "error", merr)
+					} else if statsFile != "" {
+						if merr := markSetupDone(statsFile, d); merr != nil {
+							log.Debug("could not record the failure count beside the stats snapshot", "error", merr)
+						}
 					}
 				}
 				res.Elapsed = time.Since(start)
@@ -309,6 +332,9 @@ func Setup(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Stats, err = supervisor.MarkSetupDone(ctx, d)
 	res.Elapsed = time.Since(start)
+	if err == nil && statsFile != "" {
+		err = markSetupDone(statsFile, d)
+	}
 	return res, err
 }
 

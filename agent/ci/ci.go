@@ -156,6 +156,9 @@ type Stats struct {
 	// Upstreams are every upstream's circuit state and its retry and
 	// resume counters over the job (see UpstreamLine).
 	Upstreams []upstream.Health
+	// Ended, when set, says the agent had ended before the report step and
+	// the figures are its last snapshot (and why).
+	Ended string
 }
 
 // Outcome is what a setup produced, as the front ends render it.
@@ -176,6 +179,8 @@ type Outcome struct {
 	Warm *Warm
 	// Latency is the upstream latency seen during setup; nil when unknown.
 	Latency *Latency
+	// Privilege says how the agent runs: its user, where its key is.
+	Privilege []string
 	// Warnings are shown as warnings (e.g. "running unseparated").
 	Warnings []string
 	// Err is the setup's error; nil on success.

@@ -108,6 +108,28 @@ func (g *GitLab) WriteLog(text string) error {
 	return err
 }
 
+// GitLabStatsFiles are where, by default, the agent of a GitLab job keeps
+// its stats snapshot, in order of preference:
+// $CI_PROJECT_DIR.tmp/goproxy-setup-$CI_JOB_ID/stats.json, the job's
+// temporary directory beside the project (gitlab-runner's
+// RUNNER_TEMP_PROJECT_DIR, where it writes file variables): in the build
+// volume that the docker executor shares between the containers of a job's
+// stages, and outside the project, so no artifact or cache path picks it
+// up; and, where a non-root job cannot create that directory,
+// $CI_PROJECT_DIR/.goproxy-setup-stats-$CI_JOB_ID/stats.json (the snapshot
+// is secret-free). None outside a GitLab job.
+func GitLabStatsFiles(getenv func(string) string) []string {
+	project, job := getenv("CI_PROJECT_DIR"), getenv("CI_JOB_ID")
+	if project == "" || job == "" || !validName("x"+job, false) {
+		return nil
+	}
+	project = filepath.Clean(project)
+	return []string{
+		filepath.Join(project+".tmp", "goproxy-setup-"+job, "stats.json"),
+		filepath.Join(project, ".goproxy-setup-stats-"+job, "stats.json"),
+	}
+}
+
 // ResolvePath resolves a report path given by flag: an absolute path stays,
 // a relative one is taken relative to base (CI_PROJECT_DIR, where GitLab
 // collects artifacts from), or to dir when base is empty.
@@ -258,6 +280,9 @@ func writeSetupText(b *bytes.Buffer, o *Outcome) {
 		for _, v := range o.Env {
 			fmt.Fprintf(b, "export     %s=%s\n", v.Name, v.Value)
 		}
+		for _, l := range o.Privilege {
+			fmt.Fprintf(b, "%s\n", oneLine(l))
+		}
 		if o.Warm != nil {
 			fmt.Fprintf(b, "warm:      %d modules, %d already cached, %d downloaded, %s in %s\n", o.Warm.Modules, o.Warm.Hits, o.Warm.Fetched, humanize.Bytes(o.Warm.Bytes), HumanDuration(o.Warm.Duration))
 		}
@@ -301,6 +326,9 @@ func WriteStatsText(w io.Writer, s *Stats, red *Redactor) error {
 		head += ": " + tail
 	}
 	fmt.Fprintf(&b, "%s\n", head)
+	if s.Ended != "" {
+		fmt.Fprintf(&b, "note: %s\n", s.Ended)
+	}
 	fmt.Fprintf(&b, "requests: %d, served %s, upstream latency p50 %s p90 %s p99 %s\n", s.Requests, humanize.Bytes(s.Bytes), HumanDuration(s.Latency.P50), HumanDuration(s.Latency.P90), HumanDuration(s.Latency.P99))
 	for _, l := range sortedLayers(s.ErrorsByLayer) {
 		fmt.Fprintf(&b, "errors at %s (whole job): %d\n", l, s.ErrorsByLayer[l])

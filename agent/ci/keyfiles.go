@@ -18,7 +18,32 @@ type KeyFiles struct {
 	Cert, Key string
 	// Copied says the key is a private copy made by the front end.
 	Copied bool
-	priv   *tlsauth.PrivateDir
+	// FileVariable is the key's GitLab "file" variable ("" when the key is
+	// not one): Handed removes it once the agent holds the key.
+	FileVariable string
+	priv         *tlsauth.PrivateDir
+}
+
+// Handed is called once the agent holds the key: the key's file variable,
+// if any, is removed, so that for the rest of the job the key is on disk
+// only where the agent keeps it (GitLab writes the file again in later
+// stages' containers, and removes it when the job ends; `gitlab --report`
+// removes it again). Close still removes the private copies.
+func (k *KeyFiles) Handed() error {
+	if k == nil || k.FileVariable == "" {
+		return nil
+	}
+	return RemoveFileVariable(k.FileVariable)
+}
+
+// RemoveFileVariable removes a GitLab "file" variable's file (a key
+// that the agent no longer needs on disk); a missing file is not an
+// error.
+func RemoveFileVariable(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the key's file variable %s: %w", path, err)
+	}
+	return nil
 }
 
 // Close removes the private copies, if any.
@@ -78,6 +103,8 @@ func (g *GitHub) KeyFiles(cert, key string) (*KeyFiles, error) {
 // fresh private directory (0700, the copy 0600) inside the same job
 // temporary directory, and the copy is used. Any other key file is used as
 // given, so the custody check still refuses a readable key anywhere else.
+// The file variable itself is removed once the agent holds the key
+// (Handed).
 //
 // PEM content where a path belongs (a plain variable holding the PEM) is
 // refused with GitLab's advice (GitLabPEMAdvice), never echoed.
@@ -96,6 +123,7 @@ func (g *GitLab) KeyFiles(cert, key string) (*KeyFiles, error) {
 	if key == "" || !IsFileVariable(key, g.getenv) {
 		return k, nil
 	}
+	k.FileVariable = key
 	fi, err := os.Lstat(key)
 	if err != nil || fi.Mode().Perm()&0o077 == 0 {
 		return k, nil // missing: the load names it; private already: use it

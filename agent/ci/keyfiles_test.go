@@ -190,6 +190,23 @@ func TestGitLabKeyFiles(t *testing.T) {
 		if _, err := os.Stat(filepath.Dir(kf.Key)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("private copy still present after Close (stat: %v)", err)
 		}
+		// Once the agent holds the key, the file variable goes too: the
+		// key is then on disk only where the agent keeps it.
+		if kf.FileVariable != key {
+			t.Errorf("FileVariable = %q, want %q", kf.FileVariable, key)
+		}
+		if err := kf.Handed(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(key); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the key's file variable is still on disk after Handed (stat: %v)", err)
+		}
+		if _, err := os.Stat(cert); err != nil {
+			t.Errorf("the certificate's file variable was removed: %v", err)
+		}
+		if err := kf.Handed(); err != nil {
+			t.Errorf("a second Handed: %v, want nil (already gone)", err)
+		}
 	})
 
 	t.Run("readable key elsewhere", func(t *testing.T) {
@@ -206,6 +223,12 @@ func TestGitLabKeyFiles(t *testing.T) {
 		defer kf.Close()
 		if kf.Copied || kf.Key != key {
 			t.Fatalf("KeyFiles = %+v, want the key as given", kf)
+		}
+		if err := kf.Handed(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(key); err != nil {
+			t.Errorf("Handed removed a key file that is no file variable of the job: %v", err)
 		}
 		_, err = tlsauth.LoadFiles(kf.Cert, kf.Key)
 		if !isPermErr(err) || !strings.Contains(err.Error(), "chmod 600 "+key) {

@@ -186,6 +186,9 @@ func WriteStopSummary(w io.Writer, s *Stats, red *Redactor) error {
 	default:
 		fmt.Fprintf(&b, "%s %s\n\n", icon, head)
 	}
+	if s.Ended != "" {
+		fmt.Fprintf(&b, "Note: %s.\n\n", s.Ended)
+	}
 	b.WriteString("| Requests | Served | Upstream p50 | p90 | p99 |\n| --- | --- | --- | --- | --- |\n")
 	fmt.Fprintf(&b, "| %d | %s | %s | %s | %s |\n", s.Requests, humanize.Bytes(s.Bytes), HumanDuration(s.Latency.P50), HumanDuration(s.Latency.P90), HumanDuration(s.Latency.P99))
 	if len(s.ErrorsByLayer) > 0 {

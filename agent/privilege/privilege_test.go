@@ -465,6 +465,7 @@ func TestReport(t *testing.T) {
 		enforced bool
 	}{
 		{"root", Report{Mode: Root, User: u, StateDir: "/var/lib/x"}, "", false},
+		{"root job", Report{Mode: Root, User: u, StateDir: "/var/lib/x", JobRoot: true}, "a root job can still read", false},
 		{"sudo", Report{Mode: Sudo, User: u, StateDir: "/var/lib/x"}, "passwordless sudo", false},
 		{"none", Report{Mode: None}, "running unseparated", true},
 	}

@@ -23,19 +23,33 @@ type Report struct {
 	User *User
 	// StateDir is the agent's private directory.
 	StateDir string
+	// JobRoot says the job's own steps run as root (not a job user that a
+	// root entrypoint drops to, as in the runner image).
+	JobRoot bool
 }
 
 // Separated reports whether the agent runs as a user of its own.
 func (r Report) Separated() bool { return r.Mode != None && r.User != nil }
 
+// RootJobWarning is what holds when the job itself runs as root (a job
+// container's default, or a root shell runner): the agent still runs as a
+// user of its own, but root reads any file and the job's own CI variables.
+const RootJobWarning = "this job runs as root, so a root job can still read the agent's key copy (and the key's CI variable while it exists); " +
+	"the key is on disk only in the agent's private directory, removed when the agent stops; " +
+	"what bounds a root job's reach: short-lived certificates from step-ca (ca-url), the pod sidecar (the key mounted only into the agent's container), " +
+	"or the runner image, whose jobs run as a non-root user"
+
 // Warning returns UnseparatedWarning when the agent is not separated, a
-// weaker warning for Sudo (the job can use the same sudo), and "" otherwise.
+// weaker warning for Sudo (the job can use the same sudo), RootJobWarning
+// when the job's steps run as root (JobRoot), and "" otherwise.
 func (r Report) Warning() string {
 	switch {
 	case !r.Separated():
 		return UnseparatedWarning
 	case r.Mode == Sudo:
 		return "the agent runs as " + r.User.Name + ", but the job can still use passwordless sudo to become root and read its key: remove the job's sudo rights for full separation"
+	case r.JobRoot:
+		return RootJobWarning
 	}
 	return ""
 }

@@ -68,6 +68,9 @@ type ProcessConfig struct {
 	RenewCAURL, RenewCAFingerprint string
 	// Limits cap the connections local peers can hold.
 	Limits ConnLimits
+	// StatsFile, when set, is kept holding a secret-free snapshot of the
+	// stats, for a report step where the agent is gone (ServeConfig).
+	StatsFile string
 	// Logger receives the agent's log; nil is silent.
 	Logger hclog.Logger
 }
@@ -192,6 +195,7 @@ func Run(ctx context.Context, cfg ProcessConfig) (err error) {
 		Classify:  ClassifierWith(id, cache),
 		Diagnose:  cache.Brief,
 		Diagnoses: cache.Briefs,
+		StatsFile: cfg.StatsFile,
 		AfterListen: func() error {
 			if cfg.RunAs == "" {
 				return nil

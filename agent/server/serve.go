@@ -72,6 +72,9 @@ type ServeConfig struct {
 	// Ready is called with the served base URL (http://addr/token) once
 	// the agent serves.
 	Ready func(baseURL string)
+	// StatsFile, when set, is kept holding a secret-free snapshot of the
+	// stats (see snapshotter), written as the agent's (dropped) user.
+	StatsFile string
 	// Logger receives the agent's log; nil is silent.
 	Logger hclog.Logger
 }
@@ -168,6 +171,12 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(g.listener(ln)) }()
 	log.Info("agent serving", "addr", ln.Addr().String(), "upstreams", fetcher.String())
+	var snap *snapshotter
+	if cfg.StatsFile != "" {
+		snap = &snapshotter{path: cfg.StatsFile, stats: h.Stats, log: log}
+		snap.write()
+		go snap.run(ctx)
+	}
 	if cfg.Ready != nil {
 		cfg.Ready(base)
 	}
@@ -179,6 +188,9 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err = srv.Shutdown(sctx)
+	if snap != nil {
+		snap.write()
+	}
 	st := h.Stats()
 	log.Info("agent stopped", "requests", st.Requests, "failures", st.Failures, "bytes", st.Bytes)
 	return err

@@ -22,6 +22,10 @@ const (
 	Command     = "agent"
 	HandoffFlag = "handoff-stdin"
 	ReadyFDFlag = "ready-fd"
+	// StatsFileFlag names the file the agent keeps a secret-free snapshot
+	// of its stats in (the stats endpoint's JSON, rewritten atomically as
+	// they change), which a report step reads where the agent is gone.
+	StatsFileFlag = "stats-file"
 )
 
 // ReadyPrefix starts the readiness line of an agent that serves: "ready

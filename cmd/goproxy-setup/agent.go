@@ -31,6 +31,7 @@ func (agentCmd) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.StringVar(&cfg.PrivateDir, "private-dir", "", "with --run-as: the agent user's private directory (0700) for its key")
 	fs.StringVar(&cfg.RenewCAURL, "renew-ca-url", "", "step-ca URL to renew the client certificate with while running")
 	fs.StringVar(&cfg.RenewCAFingerprint, "renew-ca-fingerprint", "", "SHA-256 fingerprint of that step-ca's root")
+	fs.StringVar(&cfg.StatsFile, wire.StatsFileFlag, "", "keep a secret-free snapshot of the stats in this file (for a report step where the agent is gone)")
 	fs.IntVar(&cfg.Limits.Owner, "max-conns-job", 0, "connections the job's uid and root may hold (0: 1024)")
 	fs.IntVar(&cfg.Limits.PerPeer, "max-conns-per-peer", 0, "connections each other local uid may hold (0: 16)")
 	fs.IntVar(&cfg.Limits.Others, "max-conns-others", 0, "connections all other uids together may hold (0: 256)")

@@ -25,14 +25,16 @@ func (githubCmd) Synopsis() string {
 // report mode.
 type ciFlags struct {
 	setupFlags
-	e      enrollFlags
-	report bool
+	e         enrollFlags
+	report    bool
+	statsFile string
 }
 
 func (c *ciFlags) register(fs *flag.FlagSet) {
 	c.setupFlags.register(fs)
 	c.e.register(fs)
 	fs.BoolVar(&c.report, "report", false, "stop the agent started earlier in this job and report its stats; fail when fetches failed after setup")
+	fs.StringVar(&c.statsFile, "stats-file", "", "where the agent keeps a secret-free snapshot of its stats, for a report step that runs where the agent is gone (gitlab default: $CI_PROJECT_DIR.tmp/goproxy-setup-$CI_JOB_ID/stats.json, in the build volume that GitLab's docker executor shares between the script's and after_script's containers, else $CI_PROJECT_DIR/.goproxy-setup-stats-$CI_JOB_ID/stats.json)")
 }
 
 // enroll returns the enrolment config, nil without --ca-url. Without
@@ -53,7 +55,7 @@ func (c *ciFlags) enroll(oidc string) (*tlsauth.EnrollConfig, error) {
 // nothing masks it.
 func runFrontEnd(ctx context.Context, fe ci.FrontEnd, f *ciFlags, oidc string, stderr io.Writer) error {
 	if f.report {
-		return fe.Redactor().Error(agent.ReportFrontEnd(ctx, fe, f.stateDir))
+		return fe.Redactor().Error(agent.ReportFrontEnd(ctx, fe, f.stateDir, f.statsFile))
 	}
 	enroll, err := f.enroll(oidc)
 	if err != nil {
@@ -62,6 +64,7 @@ func runFrontEnd(ctx context.Context, fe ci.FrontEnd, f *ciFlags, oidc string, s
 	log := ci.RedactingWriter(stderr, fe.Redactor())
 	cfg := f.config()
 	cfg.Enroll = enroll
+	cfg.StatsFile = f.statsFile
 	cfg.Logger = newLoggerTo("goproxy-setup", &f.commonFlags, stderr, log)
 	cfg.Progress = log
 	if enroll != nil {

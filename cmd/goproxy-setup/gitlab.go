@@ -5,6 +5,7 @@ import (
 	"flag"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/goproxy-setup/goproxy-setup/agent/ci"
 	"github.com/goproxy-setup/goproxy-setup/tlsauth"
@@ -29,6 +30,9 @@ func (gitlabCmd) Run(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	project := os.Getenv("CI_PROJECT_DIR")
+	if f.statsFile == "" {
+		f.statsFile = gitlabStatsFile(f.report)
+	}
 	gl := ci.NewGitLab(ci.GitLabConfig{
 		Log:    stderr,
 		Stdout: stdout,
@@ -39,5 +43,30 @@ func (gitlabCmd) Run(ctx context.Context, args []string, stdout, stderr io.Write
 	// GitLab masks only the variables defined in its settings; the
 	// adapter redacts everything else it prints.
 	gl.Mask(f.e.token, os.Getenv(f.e.oidcTokenVar))
+	if f.report && f.clientKey != "" && ci.IsFileVariable(f.clientKey, os.Getenv) {
+		// GitLab wrote the key's file variable again for after_script (a
+		// new container in the docker executor): the report needs no key.
+		if err := ci.RemoveFileVariable(f.clientKey); err != nil {
+			return err
+		}
+	}
 	return runFrontEnd(ctx, gl, &f, tlsauth.OIDCGitLab, stderr)
+}
+
+// gitlabStatsFile picks the default stats snapshot (ci.GitLabStatsFiles):
+// for setup the first whose parent directory exists or can be made, for
+// the report the first that exists.
+func gitlabStatsFile(report bool) string {
+	for _, f := range ci.GitLabStatsFiles(os.Getenv) {
+		if report {
+			if _, err := os.Stat(f); err == nil {
+				return f
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Dir(f)), 0o755); err == nil {
+			return f
+		}
+	}
+	return ""
 }

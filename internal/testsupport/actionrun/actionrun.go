@@ -8,7 +8,8 @@
 // GITHUB_ENV, GITHUB_OUTPUT, GITHUB_PATH and GITHUB_STEP_SUMMARY file per
 // step, read back after it as the runner does (NAME=value and NAME<<DELIM
 // heredocs), the environment carried to the next step, `bash --noprofile
-// --norc -eo pipefail` for `shell: bash`, and workflow commands in the log
+// --norc -eo pipefail` for `shell: bash` and `sh -e` for `shell: sh` (as
+// GitHub runs them), and workflow commands in the log
 // (::add-mask::, ::group::, annotations).
 //
 // It is a test harness, not a reimplementation of the runner: expressions
@@ -322,10 +323,10 @@ func (r *Runner) RunAction(ctx context.Context, dir string, with map[string]stri
 		if err != nil {
 			return nil, fmt.Errorf("step %d working-directory: %w", i+1, err)
 		}
-		if s.Shell != "bash" {
-			return nil, fmt.Errorf("step %d: shell %q: only bash is modelled (composite steps must name their shell)", i+1, s.Shell)
+		if s.Shell != "bash" && s.Shell != "sh" {
+			return nil, fmt.Errorf("step %d: shell %q: only bash and sh are modelled (composite steps must name their shell)", i+1, s.Shell)
 		}
-		r.runStep(ctx, sr, script, wd, stepEnv)
+		r.runStep(ctx, sr, s.Shell, script, wd, stepEnv)
 		if s.ID != "" {
 			ctxData.steps[s.ID] = sr
 		}
@@ -346,7 +347,7 @@ func (r *Runner) RunAction(ctx context.Context, dir string, with map[string]stri
 // RunScript runs a workflow `run:` step (shell: bash) with extra env.
 func (r *Runner) RunScript(ctx context.Context, script string, env map[string]string) *StepResult {
 	sr := &StepResult{}
-	r.runStep(ctx, sr, script, "", env)
+	r.runStep(ctx, sr, "bash", script, "", env)
 	return sr
 }
 
@@ -378,7 +379,7 @@ func (r *Runner) environ(stepEnv map[string]string, files map[string]string) []s
 	return out
 }
 
-func (r *Runner) runStep(ctx context.Context, sr *StepResult, script, wd string, stepEnv map[string]string) {
+func (r *Runner) runStep(ctx context.Context, sr *StepResult, shell, script, wd string, stepEnv map[string]string) {
 	r.mu.Lock()
 	r.stepN++
 	dir := filepath.Join(r.Temp, "_runner_file_commands", fmt.Sprintf("step%d", r.stepN))
@@ -405,7 +406,11 @@ func (r *Runner) runStep(ctx context.Context, sr *StepResult, script, wd string,
 	} else if !filepath.IsAbs(wd) {
 		wd = filepath.Join(r.Workspace, wd)
 	}
-	cmd := exec.CommandContext(ctx, "bash", "--noprofile", "--norc", "-eo", "pipefail", scriptFile)
+	args := []string{"bash", "--noprofile", "--norc", "-eo", "pipefail", scriptFile}
+	if shell == "sh" {
+		args = []string{"sh", "-e", scriptFile}
+	}
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Dir = wd
 	cmd.Env = r.environ(stepEnv, files)
 	cmd.Stdin = nil

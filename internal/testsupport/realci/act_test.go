@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,25 +17,15 @@ import (
 	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
 
-var mods = []testenv.Module{
-	{Path: "example.com/alpha", Version: "v1.0.0"},
-	{Path: "example.com/Beta/gamma", Version: "v0.2.0"},
-}
+var mods = realci.Mods
 
 // testVersion is the release the tests publish on the loopback host.
-const testVersion = "v0.0.1-test"
+const testVersion = realci.TestVersion
 
 // hostModProxy is this machine's module download cache as a file://
 // GOPROXY: a source build of the action fetches goproxy-setup's
 // dependencies from it instead of the internet.
-func hostModProxy(t testing.TB) string {
-	t.Helper()
-	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
-	if err != nil {
-		t.Fatalf("go env GOMODCACHE: %v", err)
-	}
-	return "file://" + filepath.Join(strings.TrimSpace(string(out)), "cache", "download")
-}
+func hostModProxy(t testing.TB) string { return "file://" + realci.HostModCache(t) }
 
 // actRepo is a throwaway repository for one act run: a copy of this
 // repository (the action at ./, the report action at ./report), a consumer
@@ -53,36 +42,24 @@ func newActRepo(t testing.TB, release []byte) *actRepo {
 	testenv.WriteConsumer(t, filepath.Join(r.dir, "consumer"), mods)
 	if release != nil {
 		// The release commit's trust root: the sums and the version.
-		writeFile(t, filepath.Join(r.dir, "checksums", testVersion+".txt"), release)
-		writeFile(t, filepath.Join(r.dir, "checksums", "RELEASE"), []byte(testVersion+"\n"))
+		realci.WriteFile(t, filepath.Join(r.dir, "checksums", testVersion+".txt"), release)
+		realci.WriteFile(t, filepath.Join(r.dir, "checksums", "RELEASE"), []byte(testVersion+"\n"))
 	}
 	return r
-}
-
-func writeFile(t testing.TB, p string, data []byte) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // release builds the loopback release of testVersion for this machine's
 // platform: the archive and its sums line.
 func release(t testing.TB) (asset string, archive, sums []byte) {
-	t.Helper()
-	asset = realci.AssetName(testVersion, runtime.GOOS, runtime.GOARCH)
-	archive = realci.Archive(t, testenv.Binary(t))
-	return asset, archive, []byte(realci.SumLine(archive, asset))
+	r := realci.NewRelease(t)
+	return r.Asset, r.Archive, r.Sums
 }
 
 // run runs the workflow in act's host mode (-P ubuntu-latest=-self-hosted:
 // no Docker) and returns act's log and error.
 func (r *actRepo) run(ctx context.Context, t testing.TB, workflow string, extraEnv ...string) (string, error) {
 	t.Helper()
-	writeFile(t, filepath.Join(r.dir, ".github", "workflows", "test.yml"), []byte(workflow))
+	realci.WriteFile(t, filepath.Join(r.dir, ".github", "workflows", "test.yml"), []byte(workflow))
 	realci.GitInit(t, r.dir)
 	act := realci.Runner(t, testenv.RepoRoot(t), "act")
 	cmd := exec.CommandContext(ctx, act, "push",
@@ -233,7 +210,7 @@ func TestActUpstreamFromPolicy(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newActRepo(t, sums)
-			writeFile(t, filepath.Join(r.dir, "policy.hcl"), fmt.Appendf(nil, "upstreams = [\"corp\"]\n\nupstream \"corp\" {\n  url = %q\n}\n", stack.URL))
+			realci.WriteFile(t, filepath.Join(r.dir, "policy.hcl"), fmt.Appendf(nil, "upstreams = [\"corp\"]\n\nupstream \"corp\" {\n  url = %q\n}\n", stack.URL))
 			wf := fmt.Sprintf(`name: policy
 on: push
 jobs:
@@ -465,15 +442,15 @@ func TestActHostedRunnerShape(t *testing.T) {
 	r := &actRepo{dir: filepath.Join(base, "repo"), home: filepath.Join(base, "home")}
 	realci.CopyRepo(t, testenv.RepoRoot(t), r.dir)
 	testenv.WriteConsumer(t, filepath.Join(r.dir, "consumer"), mods)
-	writeFile(t, filepath.Join(r.dir, "checksums", testVersion+".txt"), sums)
-	writeFile(t, filepath.Join(r.dir, "checksums", "RELEASE"), []byte(testVersion+"\n"))
+	realci.WriteFile(t, filepath.Join(r.dir, "checksums", testVersion+".txt"), sums)
+	realci.WriteFile(t, filepath.Join(r.dir, "checksums", "RELEASE"), []byte(testVersion+"\n"))
 	ident := filepath.Join(base, "identity")
 	for name, src := range map[string]string{"client.crt": stack.CertFile, "client.key": stack.KeyFile, "ca.crt": stack.CAFile} {
 		b, err := os.ReadFile(src)
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeFile(t, filepath.Join(ident, name), b)
+		realci.WriteFile(t, filepath.Join(ident, name), b)
 	}
 	if err := os.Chmod(filepath.Join(ident, "client.key"), 0o600); err != nil {
 		t.Fatal(err)
@@ -510,7 +487,7 @@ jobs:
         if: always()
         uses: ./report
 `, stack.URL, ident, ident, ident, host.URL)
-	writeFile(t, filepath.Join(r.dir, ".github", "workflows", "test.yml"), []byte(wf))
+	realci.WriteFile(t, filepath.Join(r.dir, ".github", "workflows", "test.yml"), []byte(wf))
 	realci.GitInit(t, r.dir)
 	if out, err := exec.Command("chown", "-R", fmt.Sprintf("%d:%d", uid, gid), base).CombinedOutput(); err != nil {
 		t.Fatalf("chown: %v\n%s", err, out)

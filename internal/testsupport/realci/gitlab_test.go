@@ -76,10 +76,12 @@ func glRun(ctx context.Context, t *testing.T, dir string, env []string) (string,
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// gitlab-ci-local writes "file" variables (the test's client key
-	// among them) under /tmp/gitlab-ci-local-file-variables-*, whatever
-	// TMPDIR says, and leaves them: remove the ones this run made (the only
-	// gitlab-ci-local run in the suite).
-	const fileVars = "/tmp/gitlab-ci-local-file-variables-*"
+	// among them) under /tmp/gitlab-ci-local-file-variables-<slug>-*,
+	// whatever TMPDIR says, and leaves them: remove the ones this run made
+	// (the only gitlab-ci-local run here whose project has no remote, so
+	// its slug is gitlab-ci-local's fallback; the container tests name
+	// their projects and remove their own).
+	const fileVars = "/tmp/gitlab-ci-local-file-variables-fallback.group-fallback.project-*"
 	before, _ := filepath.Glob(fileVars)
 	t.Cleanup(func() {
 		after, _ := filepath.Glob(fileVars)
@@ -99,12 +101,6 @@ func glRun(ctx context.Context, t *testing.T, dir string, env []string) (string,
 		logs[strings.TrimSuffix(filepath.Base(f), ".log")] = string(b)
 	}
 	return out.String(), logs, err
-}
-
-// indent prefixes every line of s with n spaces.
-func indent(s string, n int) string {
-	p := strings.Repeat(" ", n)
-	return p + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+p) + "\n"
 }
 
 // TestGitLabTemplate runs the template in gitlab-ci-local's shell
@@ -136,9 +132,9 @@ func TestGitLabTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(tree, templatePath), tmpl)
+	realci.WriteFile(t, filepath.Join(tree, templatePath), tmpl)
 	sumsFile := filepath.Join(t.TempDir(), "checksums.txt")
-	writeFile(t, sumsFile, sums)
+	realci.WriteFile(t, sumsFile, sums)
 	if out, err := exec.Command("sh", filepath.Join(root, "scripts", "pin-release.sh"), testVersion, sumsFile, tree).CombinedOutput(); err != nil {
 		t.Fatalf("pin-release.sh: %v\n%s", err, out)
 	}
@@ -152,7 +148,7 @@ func TestGitLabTemplate(t *testing.T) {
 
 	project := filepath.Join(t.TempDir(), "project")
 	testenv.WriteConsumer(t, project, mods)
-	writeFile(t, filepath.Join(project, "goproxy-setup.gitlab-ci.yml"), pinned)
+	realci.WriteFile(t, filepath.Join(project, "goproxy-setup.gitlab-ci.yml"), pinned)
 	state := t.TempDir()
 	t.Cleanup(func() {
 		// after_script stops each job's agent; if a job died before it,
@@ -168,10 +164,10 @@ func TestGitLabTemplate(t *testing.T) {
 	// File variables, as a project's CI/CD settings hold PEM content.
 	// gitlab-ci-local writes them 0644, as gitlab-runner does under its
 	// usual umask: the setup must accept them (the CI adapter's fix).
-	writeFile(t, filepath.Join(project, ".gitlab-ci-local-variables.yml"), []byte(
-		"GOPROXY_SETUP_CLIENT_CERT:\n  type: file\n  values:\n    '*': |\n"+indent(string(cert), 6)+
-			"GOPROXY_SETUP_CLIENT_KEY:\n  type: file\n  values:\n    '*': |\n"+indent(string(stack.Client.KeyPEM), 6)))
-	writeFile(t, filepath.Join(project, ".gitlab-ci.yml"), []byte(fmt.Sprintf(`include:
+	realci.WriteFile(t, filepath.Join(project, ".gitlab-ci-local-variables.yml"), []byte(
+		"GOPROXY_SETUP_CLIENT_CERT:\n  type: file\n  values:\n    '*': |\n"+realci.Indent(string(cert), 6)+
+			"GOPROXY_SETUP_CLIENT_KEY:\n  type: file\n  values:\n    '*': |\n"+realci.Indent(string(stack.Client.KeyPEM), 6)))
+	realci.WriteFile(t, filepath.Join(project, ".gitlab-ci.yml"), []byte(fmt.Sprintf(`include:
   - local: goproxy-setup.gitlab-ci.yml
 
 # One job a stage where they write the same files: gitlab-ci-local's shell

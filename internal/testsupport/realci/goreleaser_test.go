@@ -54,7 +54,7 @@ func TestGoReleaserArchiveInstalls(t *testing.T) {
 		t.Fatalf(".goreleaser.yaml lacks the four targets in the form this test cuts down:\n%s", targets)
 	}
 	host := strings.Replace(string(conf), targets, "    goos: ["+runtime.GOOS+"]\n    goarch: ["+runtime.GOARCH+"]\n", 1)
-	writeFile(t, filepath.Join(tree, ".goreleaser-host.yaml"), []byte(host))
+	realci.WriteFile(t, filepath.Join(tree, ".goreleaser-host.yaml"), []byte(host))
 	realci.GitInit(t, tree)
 	cmd := exec.CommandContext(t.Context(), gr, "release", "--snapshot", "--clean", "--skip=publish,sbom,validate", "--config", ".goreleaser-host.yaml")
 	cmd.Dir = tree

@@ -1,0 +1,70 @@
+package realci
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
+)
+
+// Mods are the modules the real-runner jobs build: a consumer of both is
+// built through the agent.
+var Mods = []testenv.Module{
+	{Path: "example.com/alpha", Version: "v1.0.0"},
+	{Path: "example.com/Beta/gamma", Version: "v0.2.0"},
+}
+
+// TestVersion is the release the tests publish on the loopback releases
+// host.
+const TestVersion = "v0.0.1-test"
+
+// Release is the loopback release of TestVersion for this machine's
+// platform: the asset's name, the archive and its checksums.txt line.
+type Release struct {
+	Asset   string
+	Archive []byte
+	Sums    []byte
+}
+
+// NewRelease packs the binary under test as GoReleaser does, as the
+// release of TestVersion.
+func NewRelease(t testing.TB) Release {
+	t.Helper()
+	asset := AssetName(TestVersion, runtime.GOOS, runtime.GOARCH)
+	archive := Archive(t, testenv.Binary(t))
+	return Release{Asset: asset, Archive: archive, Sums: []byte(SumLine(archive, asset))}
+}
+
+// WriteFile writes data to p (0644), making its directory.
+func WriteFile(t testing.TB, p string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Indent prefixes every line of s with n spaces (a YAML block scalar's
+// body).
+func Indent(s string, n int) string {
+	p := strings.Repeat(" ", n)
+	return p + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+p) + "\n"
+}
+
+// HostModCache is this machine's module download cache (GOMODCACHE's
+// cache/download): as a file:// GOPROXY, a source build of the action
+// fetches goproxy-setup's dependencies from it instead of the internet.
+func HostModCache(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		t.Fatalf("go env GOMODCACHE: %v", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "cache", "download")
+}
