@@ -75,6 +75,10 @@ sha256() {
 fetch() { # URL FILE
   if command -v curl >/dev/null 2>&1; then
     curl -fsSL --retry 2 --connect-timeout 10 --max-time 300 -o "$2" "$1"
+  elif wget --help 2>&1 | grep -q BusyBox; then
+    # BusyBox's wget (Alpine; images without curl): one try, bounded by
+    # timeout(1), since the BusyBox 1.35 of Debian bookworm crashes on -T.
+    if command -v timeout >/dev/null 2>&1; then timeout 300 wget -q -O "$2" "$1"; else wget -q -O "$2" "$1"; fi
   else
     wget -q -T 10 -t 3 -O "$2" "$1"
   fi

@@ -137,6 +137,9 @@ variables:
   GOPROXY_SETUP_RELEASES_URL: %[2]s
   GOFLAGS: -mod=mod
   GOSUMDB: "off"
+  # Nothing but loopback: the template's go install fallback fails at
+  # once instead of asking the public proxy (setup's GOPROXY replaces it).
+  GOPROXY: "off"
   # A user without a passwd entry has HOME=/: give go a writable one.
   HOME: /tmp
 
