@@ -101,24 +101,13 @@ func KeyLine(keyPEM []byte) string {
 
 // GitLabRemote gives the project in dir the git remote origin
 // https://gitlab.example/GROUP/project.git, so that gitlab-ci-local names
-// the job's project GROUP/project (CI_PROJECT_PATH_SLUG GROUP-project), and
-// removes, when the test ends, the directories gitlab-ci-local wrote that
-// project's "file" variables into on the host
-// (/tmp/gitlab-ci-local-file-variables-GROUP-project-*, the test key among
-// them). Tests running at the same time each have their own group, so none
-// removes another's.
+// the job's project GROUP/project (CI_PROJECT_DIR /builds/GROUP/project).
 func GitLabRemote(t testing.TB, dir, group string) {
 	t.Helper()
 	cmd := exec.Command("git", "-C", dir, "remote", "add", "origin", "https://gitlab.example/"+group+"/project.git")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("git remote add: %v\n%s", err, out)
 	}
-	t.Cleanup(func() {
-		dirs, _ := filepath.Glob("/tmp/gitlab-ci-local-file-variables-" + group + "-project-*")
-		for _, d := range dirs {
-			os.RemoveAll(d)
-		}
-	})
 }
 
 // PinTemplate returns the GitLab template as the release of rel pins it

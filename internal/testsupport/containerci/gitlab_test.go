@@ -170,6 +170,8 @@ variables:
 		containerci.ProbeScript("during"), containerci.ProbeScript("after"), image, emulate)))
 	realci.GitInit(t, project)
 	containerci.GitLabRemote(t, project, scope.Token)
+	// gitlab-ci-local leaves the file variables (the key) in /tmp.
+	realci.RemoveFileVariableDirs(t, stack.Client.KeyPEM)
 
 	out, logs, err := gitlabDocker(ctx, t, project, variables, dockerHost, images.Helper)
 	if err != nil {

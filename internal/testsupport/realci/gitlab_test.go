@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -75,22 +74,6 @@ func glRun(ctx context.Context, t *testing.T, dir string, env []string) (string,
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	// gitlab-ci-local writes "file" variables (the test's client key
-	// among them) under /tmp/gitlab-ci-local-file-variables-<slug>-*,
-	// whatever TMPDIR says, and leaves them: remove the ones this run made
-	// (the only gitlab-ci-local run here whose project has no remote, so
-	// its slug is gitlab-ci-local's fallback; the container tests name
-	// their projects and remove their own).
-	const fileVars = "/tmp/gitlab-ci-local-file-variables-fallback.group-fallback.project-*"
-	before, _ := filepath.Glob(fileVars)
-	t.Cleanup(func() {
-		after, _ := filepath.Glob(fileVars)
-		for _, d := range after {
-			if !slices.Contains(before, d) {
-				os.RemoveAll(d)
-			}
-		}
-	})
 	start := time.Now()
 	err := cmd.Run()
 	t.Logf("gitlab-ci-local ran in %v", time.Since(start).Round(time.Millisecond))
@@ -228,6 +211,8 @@ later:
 		}
 	}
 	env = append(env, "GOFLAGS=-modcacherw")
+	// gitlab-ci-local leaves the file variables (the key) in /tmp.
+	realci.RemoveFileVariableDirs(t, stack.Client.KeyPEM)
 	out, logs, err := glRun(ctx, t, project, env)
 	if keep := os.Getenv("REALCI_KEEP"); keep != "" {
 		exec.Command("cp", "-a", project, keep).Run()

@@ -1,6 +1,7 @@
 package realci
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,4 +68,25 @@ func HostModCache(t testing.TB) string {
 		t.Fatalf("go env GOMODCACHE: %v", err)
 	}
 	return filepath.Join(strings.TrimSpace(string(out)), "cache", "download")
+}
+
+// RemoveFileVariableDirs removes, when the test ends, every directory
+// gitlab-ci-local wrote "file" variables into on the host
+// (/tmp/gitlab-ci-local-file-variables-*, whatever TMPDIR says; besides the
+// project's it writes one named "-undefined-<job id>") that holds a file
+// containing secret: the test's own key, which no other test has, so tests
+// running at the same time never remove each other's.
+func RemoveFileVariableDirs(t testing.TB, secret []byte) {
+	t.Cleanup(func() {
+		dirs, _ := filepath.Glob("/tmp/gitlab-ci-local-file-variables-*")
+		for _, d := range dirs {
+			files, _ := os.ReadDir(d)
+			for _, f := range files {
+				if b, err := os.ReadFile(filepath.Join(d, f.Name())); err == nil && bytes.Contains(b, secret) {
+					os.RemoveAll(d)
+					break
+				}
+			}
+		}
+	})
 }
