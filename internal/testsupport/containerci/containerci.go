@@ -19,13 +19,15 @@ import (
 // lines starting "goproxy-setup-probe WHEN", which files on its container's
 // disk hold a private key it can read, and the uid of every goproxy-setup
 // process: what a job can reach, measured from inside it. /proc, /sys, /dev
-// and /usr (the Go distribution's test keys) are left out, and so are Go
-// test files (the checked-out repository's own fixtures); the needle is
+// and /usr (the Go distribution's test keys) are left out, and so are the
+// module cache /go/pkg/mod (third-party sources: docker/cli's testdata
+// holds keys) and Go test files (the checked-out repository's own
+// fixtures); the needle is
 // put together at run time, so the script itself (in the job's YAML and
 // the runner's script file) does not match.
 func ProbeScript(when string) string {
 	return fmt.Sprintf(`for d in /proc/[0-9]*; do if [ "$(cat $d/comm 2>/dev/null)" = goproxy-setup ]; then echo "goproxy-setup-probe %[1]s agent uid $(awk '/^Uid:/ {print $2}' $d/status)"; fi; done; `+
-		`k="PRIVATE KEY"; k="$k-----"; find / \( -path /proc -o -path /sys -o -path /dev -o -path /usr -o -name '*_test.go' \) -prune -o -type f -size -64k -print 2>/dev/null | while read -r f; do if grep -q -e "$k" "$f" 2>/dev/null; then echo "goproxy-setup-probe %[1]s key file $f"; fi; done || true; `+
+		`k="PRIVATE KEY"; k="$k-----"; find / \( -path /proc -o -path /sys -o -path /dev -o -path /usr -o -path /go/pkg/mod -o -name '*_test.go' \) -prune -o -type f -size -64k -print 2>/dev/null | while read -r f; do if grep -q -e "$k" "$f" 2>/dev/null; then echo "goproxy-setup-probe %[1]s key file $f"; fi; done || true; `+
 		`echo "goproxy-setup-probe %[1]s uptime $(cut -d' ' -f1 /proc/uptime)"`, when)
 }
 
