@@ -1,11 +1,9 @@
 package containerci_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -28,32 +26,13 @@ import (
 // It returns the output and each job's log.
 func gitlabDocker(ctx context.Context, t *testing.T, dir, variables, dockerHost, helper string) (string, map[string]string, error) {
 	t.Helper()
-	root := testenv.RepoRoot(t)
-	gcl := realci.Runner(t, root, "gitlab-ci-local")
-	cmd := exec.CommandContext(ctx, gcl, "--home", t.TempDir(), "--color=false",
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "DOCKER_HOST=" + dockerHost}
+	return realci.RunGitLabCILocal(ctx, t, dir, env,
 		"--network", "host",
 		"--pull-policy", "if-not-present",
 		"--helper-image", helper,
 		"--variables-file", variables,
 		"--no-artifacts-to-source")
-	cmd.Dir = dir
-	path := os.Getenv("PATH")
-	if nb := realci.NodeBin(root); nb != "" {
-		path = nb + ":" + path // gitlab-ci-local 4.75.1 crashes on Node 20
-	}
-	cmd.Env = []string{"PATH=" + path, "HOME=" + t.TempDir(), "DOCKER_HOST=" + dockerHost}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	t.Logf("gitlab-ci-local (docker executor) ran in %v", time.Since(start).Round(time.Millisecond))
-	logs := map[string]string{}
-	files, _ := filepath.Glob(filepath.Join(dir, ".gitlab-ci-local", "output", "*.log"))
-	for _, f := range files {
-		b, _ := os.ReadFile(f)
-		logs[strings.TrimSuffix(filepath.Base(f), ".log")] = string(b)
-	}
-	return out.String(), logs, err
 }
 
 // TestGitLabDockerExecutor runs the GitLab template as a project includes

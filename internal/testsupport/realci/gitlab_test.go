@@ -1,7 +1,6 @@
 package realci_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -63,27 +62,7 @@ func TestTemplateEmbedsInstallScript(t *testing.T) {
 // its output and the job logs it wrote under .gitlab-ci-local/output.
 func glRun(ctx context.Context, t *testing.T, dir string, env []string) (string, map[string]string, error) {
 	t.Helper()
-	root := testenv.RepoRoot(t)
-	gcl := realci.Runner(t, root, "gitlab-ci-local")
-	cmd := exec.CommandContext(ctx, gcl, "--home", t.TempDir(), "--color=false")
-	cmd.Dir = dir
-	cmd.Env = env
-	if nb := realci.NodeBin(root); nb != "" {
-		// gitlab-ci-local 4.75.1 crashes on Node 20: Node 22 first.
-		cmd.Env = append(cmd.Env, "PATH="+nb+":"+testenv.EnvValue(env, "PATH"))
-	}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	t.Logf("gitlab-ci-local ran in %v", time.Since(start).Round(time.Millisecond))
-	logs := map[string]string{}
-	files, _ := filepath.Glob(filepath.Join(dir, ".gitlab-ci-local", "output", "*.log"))
-	for _, f := range files {
-		b, _ := os.ReadFile(f)
-		logs[strings.TrimSuffix(filepath.Base(f), ".log")] = string(b)
-	}
-	return out.String(), logs, err
+	return realci.RunGitLabCILocal(ctx, t, dir, env)
 }
 
 // TestGitLabTemplate runs the template in gitlab-ci-local's shell

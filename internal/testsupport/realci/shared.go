@@ -2,12 +2,14 @@ package realci
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
 )
@@ -89,4 +91,32 @@ func RemoveFileVariableDirs(t testing.TB, secret []byte) {
 			}
 		}
 	})
+}
+
+// RunGitLabCILocal runs gitlab-ci-local in dir with exactly env (Node 22
+// put first on its PATH: gitlab-ci-local 4.75.1 crashes on Node 20), a
+// fresh --home, no colours and args, and returns its output and the log of
+// each job (.gitlab-ci-local/output/JOB.log).
+func RunGitLabCILocal(ctx context.Context, t *testing.T, dir string, env []string, args ...string) (string, map[string]string, error) {
+	t.Helper()
+	root := testenv.RepoRoot(t)
+	gcl := Runner(t, root, "gitlab-ci-local")
+	cmd := exec.CommandContext(ctx, gcl, append([]string{"--home", t.TempDir(), "--color=false"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = env
+	if nb := NodeBin(root); nb != "" {
+		cmd.Env = append(cmd.Env, "PATH="+nb+":"+testenv.EnvValue(env, "PATH"))
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("gitlab-ci-local %s ran in %v", strings.Join(args, " "), time.Since(start).Round(time.Millisecond))
+	logs := map[string]string{}
+	files, _ := filepath.Glob(filepath.Join(dir, ".gitlab-ci-local", "output", "*.log"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		logs[strings.TrimSuffix(filepath.Base(f), ".log")] = string(b)
+	}
+	return out.String(), logs, err
 }
