@@ -93,6 +93,9 @@ func TestResume(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Get: %v", err)
 			}
+			if tc.h2 && resp.ProtoMajor != 2 {
+				t.Fatalf("answered over %s, want HTTP/2: the case proves nothing", resp.Proto)
+			}
 			got, err := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			h := c.Health()[0]
