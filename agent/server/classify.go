@@ -19,6 +19,12 @@ import (
 // (upstream.Error.Answered) the remedy is the hint the proxy relays after
 // the upstream's own text, "" when the status implies none.
 func Classifier(id *tlsauth.Identity) func(error) (layer, remedy string) {
+	return classifier(id, time.Now)
+}
+
+// classifier is Classifier with the clock that decides whether id has
+// expired.
+func classifier(id *tlsauth.Identity, now func() time.Time) func(error) (layer, remedy string) {
 	return func(err error) (string, string) {
 		// An open circuit fails like the failure that opened it.
 		var open *upstream.CircuitOpenError
@@ -33,7 +39,7 @@ func Classifier(id *tlsauth.Identity) func(error) (layer, remedy string) {
 		if !errors.As(err, &ue) || ue.StatusCode == 0 {
 			layer, remedy := diagnose.Classify(err)
 			if layer == diagnose.LayerClientCert {
-				if r := expiredRemedy(id); r != "" {
+				if r := expiredRemedy(id, now()); r != "" {
 					remedy = r
 				}
 			}
@@ -49,7 +55,7 @@ func Classifier(id *tlsauth.Identity) func(error) (layer, remedy string) {
 			case r.NoCert:
 				return diagnose.LayerClientCert, fmt.Sprintf("the upstream requires a client certificate but did not accept ours (%s) as one it asked for: check that its issuer is a CA the upstream trusts, with the full chain", describe(id))
 			}
-			if r := expiredRemedy(id); r != "" {
+			if r := expiredRemedy(id, now()); r != "" {
 				return diagnose.LayerClientCert, r
 			}
 			return diagnose.LayerClientCert, fmt.Sprintf("the upstream rejected our client certificate (%s): it is not issued by a CA the upstream trusts, or revoked; run 'goproxy-setup diagnose'", describe(id))
@@ -99,12 +105,14 @@ func ClassifierWith(id *tlsauth.Identity, cache *DiagnosisCache) func(error) (la
 	}
 }
 
-func expiredRemedy(id *tlsauth.Identity) string {
+// expiredRemedy is the remedy for id's certificate having expired by now,
+// or "" while it is valid (or without one).
+func expiredRemedy(id *tlsauth.Identity, now time.Time) string {
 	if id == nil {
 		return ""
 	}
 	leaf := id.Certificate().Leaf
-	if now := time.Now(); now.After(leaf.NotAfter) {
+	if now.After(leaf.NotAfter) {
 		return fmt.Sprintf("our client certificate %q expired at %s (%s ago): renew it (enrol again, or enable renewal with --ca-url)", leaf.Subject.CommonName, leaf.NotAfter.UTC().Format(time.RFC3339), now.Sub(leaf.NotAfter).Round(time.Second))
 	}
 	return ""

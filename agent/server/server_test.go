@@ -92,15 +92,27 @@ func TestClassifierAnswered(t *testing.T) {
 func TestClassifierExpired(t *testing.T) {
 	t.Parallel()
 	ca := testenv.NewCA(t)
-	leaf := ca.Issue(t, testenv.CertSpec{CommonName: "job", Client: true, NotAfter: time.Now().Add(time.Second)})
+	leaf := ca.Issue(t, testenv.CertSpec{CommonName: "job", Client: true, NotAfter: time.Now().Add(time.Hour)})
 	id, err := tlsauth.LoadPEM(leaf.CertPEM, leaf.KeyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1100 * time.Millisecond) // a certificate that expires while the agent runs
+	notAfter := id.Certificate().Leaf.NotAfter
 	err = &upstream.Error{StatusCode: 400, Body: "The SSL certificate error"}
-	if _, remedy := Classifier(id)(err); !strings.Contains(remedy, "expired") {
-		t.Errorf("remedy for an expired certificate = %q, want it to say expired", remedy)
+	// A certificate that expires while the agent runs: the same identity,
+	// classified before and after its NotAfter.
+	for _, tc := range []struct {
+		name    string
+		now     time.Time
+		expired bool
+	}{
+		{"still valid", notAfter.Add(-time.Second), false},
+		{"expired", notAfter.Add(time.Second), true},
+	} {
+		_, remedy := classifier(id, func() time.Time { return tc.now })(err)
+		if got := strings.Contains(remedy, "expired"); got != tc.expired {
+			t.Errorf("%s: remedy %q; says expired = %v, want %v", tc.name, remedy, got, tc.expired)
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/goproxy-setup/goproxy-setup/internal/testsupport/testenv"
+	"github.com/goproxy-setup/goproxy-setup/tlsauth"
 )
 
 // binary is the real goproxy-setup binary the end-to-end tests run.
@@ -154,6 +155,7 @@ func TestRunThroughNginx(t *testing.T) {
 // own output, with the layer named by the agent's 502 body.
 func TestRunRejectedByNginx(t *testing.T) {
 	t.Parallel()
+	binary(t) // built before the short-lived certificate is issued
 	for _, test := range []struct {
 		name string
 		// client returns the cert and key files the agent presents.
@@ -202,7 +204,13 @@ func TestRunRejectedByNginx(t *testing.T) {
 			t.Cleanup(func() { runCLI(t, nil, "stop", "--state-dir", state) })
 			gp := strings.TrimPrefix(strings.SplitN(stdout, "\n", 2)[0], "GOPROXY=")
 			if test.name == "certificate that expires while the agent runs" {
-				time.Sleep(4 * time.Second)
+				// nginx checks with the real clock: wait until the
+				// certificate the agent presents has expired.
+				id, err := tlsauth.LoadFiles(cert, key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Until(id.Certificate().Leaf.NotAfter) + time.Millisecond)
 			}
 			work := t.TempDir()
 			testenv.WriteConsumer(t, work, e2eModules)

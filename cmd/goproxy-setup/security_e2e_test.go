@@ -97,31 +97,46 @@ func TestUpstreamPasswordOffCommandLines(t *testing.T) {
 // TestStopSparesUnrelatedProcess: an agent.json naming an unrelated live
 // process (a stale state dir after a crash or reboot, or a hand-written
 // one) makes neither 'stop' nor 'run' signal it; the state is removed.
+//
+// No wait for a late signal: a command's signals are queued before it
+// exits, and a fatal one ends the process with that signal even if
+// another follows. So once the command (and the agent 'run' started) has
+// exited, the test ends the process with a signal of its own; the wait
+// status names the signal that came first.
 func TestStopSparesUnrelatedProcess(t *testing.T) {
 	t.Parallel()
-	sleep := exec.Command("sleep", "120")
-	if err := sleep.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- sleep.Wait() }()
-	t.Cleanup(func() { sleep.Process.Kill() })
-	pid := sleep.Process.Pid
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	startTime := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))[19]
-	sleepExe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	self := binary(t)
-	for _, tc := range []struct{ name, state string }{
-		{"pid only", fmt.Sprintf(`{"pid": %d, "base_url": "http://127.0.0.1:1/x", "addr": "127.0.0.1:1"}`, pid)},
-		{"start time and exe of the process", fmt.Sprintf(`{"pid": %d, "start_time": %s, "exe": %q, "nonce": "n", "base_url": "http://127.0.0.1:1/x", "addr": "127.0.0.1:1"}`, pid, startTime, sleepExe)},
-		{"our exe claimed", fmt.Sprintf(`{"pid": %d, "start_time": %s, "exe": %q, "nonce": "n", "base_url": "http://127.0.0.1:1/x", "addr": "127.0.0.1:1"}`, pid, startTime, self)},
+	for _, tc := range []struct {
+		name string
+		// state is agent.json for the process pid, started at tick start,
+		// running exe.
+		state func(pid int, start, exe string) string
+	}{
+		{"pid only", func(pid int, _, _ string) string {
+			return fmt.Sprintf(`{"pid": %d, "base_url": "http://127.0.0.1:1/x", "addr": "127.0.0.1:1"}`, pid)
+		}},
+		{"start time and exe of the process", func(pid int, start, exe string) string {
+			return fmt.Sprintf(`{"pid": %d, "start_time": %s, "exe": %q, "nonce": "n", "base_url": "http://127.0.0.1:1/x", "addr": "127.0.0.1:1"}`, pid, start, exe)
+		}},
+		{"our exe claimed", func(pid int, start, _ string) string {
+			return fmt.Sprintf(`{"pid": %d, "start_time": %s, "exe": %q, "nonce": "n", "base_url": "http://127.0.0.1:1/x", "addr": "127.0.0.1:1"}`, pid, start, self)
+		}},
 	} {
 		for _, cmd := range []string{"stop", "run"} {
+			sleep := exec.Command("sleep", "120")
+			if err := sleep.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { sleep.Process.Kill(); sleep.Wait() })
+			pid := sleep.Process.Pid
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			startTime := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))[19]
+			sleepExe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 			state := t.TempDir()
-			if err := os.WriteFile(filepath.Join(state, "agent.json"), []byte(tc.state), 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(state, "agent.json"), []byte(tc.state(pid, startTime, sleepExe)), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			args := []string{cmd, "--state-dir", state}
@@ -133,29 +148,23 @@ func TestStopSparesUnrelatedProcess(t *testing.T) {
 				if code != 0 {
 					t.Errorf("%s, %s: exit %d, want 0 (stale state replaced)\n%s", tc.name, cmd, code, stderr)
 				}
+				// stop returns once the agent it proved is gone, SIGTERMed
+				// or not.
 				runCLI(t, nil, "stop", "--state-dir", state)
 			} else if code == 0 {
 				t.Errorf("%s, stop: exit 0, want an error saying the process was left alone", tc.name)
-			}
-			select {
-			case err := <-exited:
-				t.Fatalf("%s, %s: the unrelated process was killed (%v)\n%s", tc.name, cmd, err, stderr)
-			case <-time.After(5500 * time.Millisecond / 10):
 			}
 			if cmd == "stop" {
 				if _, err := os.Stat(filepath.Join(state, "agent.json")); err == nil {
 					t.Errorf("%s, stop: the untrusted agent.json was kept", tc.name)
 				}
 			}
+			sleep.Process.Signal(syscall.SIGUSR2)
+			sleep.Wait()
+			if ws, ok := sleep.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGUSR2 {
+				t.Errorf("%s, %s: the unrelated process ended with %v before the test's SIGUSR2: it was signalled\n%s", tc.name, cmd, sleep.ProcessState, stderr)
+			}
 		}
-	}
-	// stop SIGTERMs a proven agent still there 5 s after its stop
-	// request: wait past that, to show this unproven process is never
-	// signalled.
-	select {
-	case err := <-exited:
-		t.Fatalf("the unrelated process was killed (%v)", err)
-	case <-time.After(5500 * time.Millisecond):
 	}
 }
 

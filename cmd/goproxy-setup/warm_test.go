@@ -152,7 +152,12 @@ func TestWarmCommandSIGTERM(t *testing.T) {
 	t.Parallel()
 	consumer := t.TempDir()
 	testenv.WriteConsumer(t, consumer, e2eModules)
+	fetching := make(chan struct{}, 1)
 	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case fetching <- struct{}{}:
+		default:
+		}
 		<-r.Context().Done()
 	}))
 	t.Cleanup(stall.Close)
@@ -163,10 +168,15 @@ func TestWarmCommandSIGTERM(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
-	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
+	// SIGTERM once the warm is fetching.
+	select {
+	case <-fetching:
+	case <-done:
+		t.Fatalf("warm ended before fetching from the upstream:\n%s", out.String())
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
