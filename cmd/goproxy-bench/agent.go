@@ -50,18 +50,19 @@ func (agentBench) Synopsis() string {
 
 const agentBenchUsage = `Usage: goproxy-bench agent [flags]
 
-Serves generated modules (50 small ones and one with a 10 MB zip) from an
+Serves generated modules (50 small ones and a big one, with a 10 MB zip
+unless --big-size says otherwise) from an
 in-process Go HTTPS server on 127.0.0.1 that requires a client certificate
 (throwaway CA, HTTP/2), starts the agent as a separate process (this
 binary's agent-serve, which runs server.Serve as 'goproxy-setup agent'
 does) with GOMAXPROCS=--cores, and measures in one run:
 
   1. latency, one request at a time, direct (mTLS) vs through the agent,
-     for .info, .mod, a small .zip and the 10 MB .zip: median and p99 and
+     for .info, .mod, a small .zip and the big .zip: median and p99 and
      the added median/p99;
   2. .info requests/s through the agent with --clients concurrent clients;
   3. a --load-duration load of --clients 'go mod download'-like clients
-     (list, .info, .mod, .zip; 1 in 100 the 10 MB zip): req/s, p50/p99,
+     (list, .info, .mod, .zip; 1 in 100 the big zip): req/s, p50/p99,
      errors;
   4. the agent's peak RSS (VmHWM of /proc/PID/status);
   5. failover: a second agent on 'primary|secondary'; the primary is
@@ -85,6 +86,7 @@ func (agentBench) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 		cores          int
 		n              int
 		bigN           int
+		bigSize        int
 		rpsDuration    time.Duration
 		loadDuration   time.Duration
 		failoverRounds int
@@ -92,7 +94,8 @@ func (agentBench) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.IntVar(&clients, "clients", 64, "concurrent clients for the throughput and load phases")
 	fs.IntVar(&cores, "cores", 2, "GOMAXPROCS of the agent process")
 	fs.IntVar(&n, "n", 2000, "sequential requests per kind in the latency phase")
-	fs.IntVar(&bigN, "big-n", 30, "sequential requests of the 10 MB zip in the latency phase")
+	fs.IntVar(&bigN, "big-n", 30, "sequential requests of the big zip in the latency phase")
+	fs.IntVar(&bigSize, "big-size", 10<<20, "bytes of random data in the big module's zip")
 	fs.DurationVar(&rpsDuration, "rps-duration", 10*time.Second, "duration of the .info requests/s phase")
 	fs.DurationVar(&loadDuration, "load-duration", 60*time.Second, "duration of the load phase")
 	fs.IntVar(&failoverRounds, "failover-rounds", 5, "failover measurements (median reported)")
@@ -111,20 +114,17 @@ func (agentBench) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 		}
 		bs = append(bs, b)
 	}
-	big := make([]byte, 10<<20)
+	if bigSize < 0 {
+		return fmt.Errorf("--big-size %d: want a number of bytes, 0 or more", bigSize)
+	}
+	big := make([]byte, bigSize)
 	rand.Read(big)
 	bigMod, err := modgen.Build(modgen.Module{Path: "example.bench/big", Version: "v1.0.0", Files: map[string]string{"big.go": "package big\n", "data.bin": string(big)}})
 	if err != nil {
 		return err
 	}
 	bs = append(bs, bigMod)
-	files := map[string][]byte{}
-	for _, b := range bs {
-		files[b.Path+"/@v/list"] = []byte(b.Version + "\n")
-		files[b.Path+"/@v/"+b.Version+".info"] = b.Info
-		files[b.Path+"/@v/"+b.Version+".mod"] = b.Mod
-		files[b.Path+"/@v/"+b.Version+".zip"] = b.Zip
-	}
+	modules := modgen.Handler(bs)
 
 	// PKI and the mTLS upstream(s).
 	dir, err := os.MkdirTemp("", "goproxy-bench-agent-")
@@ -155,7 +155,7 @@ func (agentBench) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 		}
 	}
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
-	primary, err := startUpstream(files, serverTLS)
+	primary, err := startUpstream(modules, serverTLS)
 	if err != nil {
 		return err
 	}
@@ -183,7 +183,7 @@ func (agentBench) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 		{".info", "example.bench/m00/@v/v1.0.0.info", n},
 		{".mod", "example.bench/m00/@v/v1.0.0.mod", n},
 		{"small .zip (" + humanize.Bytes(int64(len(bs[0].Zip))) + ")", "example.bench/m00/@v/v1.0.0.zip", n},
-		{"10 MB .zip (" + humanize.Bytes(int64(len(bigMod.Zip))) + ")", "example.bench/big/@v/v1.0.0.zip", bigN},
+		{"big .zip (" + humanize.Bytes(int64(len(bigMod.Zip))) + ")", "example.bench/big/@v/v1.0.0.zip", bigN},
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "LATENCY (sequential)\tn\tdirect p50\tdirect p99\tagent p50\tagent p99\tadded p50\tadded p99\n")
@@ -238,7 +238,7 @@ func (agentBench) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 	st, _ := agentStats(ag.base)
 	fmt.Fprintln(stdout)
 	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "LOAD (%d clients, list/.info/.mod/.zip, 1%% 10 MB zip)\tduration\trequests\terrors\treq/s\tMB/s\tp50\tp99\n", clients)
+	fmt.Fprintf(tw, "LOAD (%d clients, list/.info/.mod/.zip, 1%% big zip)\tduration\trequests\terrors\treq/s\tMB/s\tp50\tp99\n", clients)
 	fmt.Fprintf(tw, "agent\t%s\t%d\t%d\t%.0f\t%.1f\t%s\t%s\n", loadDuration, r.n, r.errs, float64(r.n)/loadDuration.Seconds(), float64(r.bytes)/loadDuration.Seconds()/1e6, ms(r.p50), ms(r.p99))
 	tw.Flush()
 	fmt.Fprintf(stdout, "\nAGENT PROCESS: peak RSS (VmHWM) %s, RSS now %s, GOMAXPROCS %d; agent stats: %d requests, %d failures, %d shared fetches\n",
@@ -253,7 +253,7 @@ func (agentBench) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 	var failed int64
 	for round := range failoverRounds {
 		progress("failover round %d", round+1)
-		d, f, err := failover(ctx, files, serverTLS, certFile, keyFile, caFile, cores)
+		d, f, err := failover(ctx, modules, serverTLS, certFile, keyFile, caFile, cores)
 		if err != nil {
 			return fmt.Errorf("failover: %w", err)
 		}
@@ -274,7 +274,9 @@ type upstreamServer struct {
 
 func (u *upstreamServer) close() { u.srv.Close() }
 
-func startUpstream(files map[string][]byte, tc *tls.Config) (*upstreamServer, error) {
+// startUpstream serves modules over HTTPS with tc on 127.0.0.1, counting
+// the requests.
+func startUpstream(modules http.Handler, tc *tls.Config) (*upstreamServer, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -285,13 +287,7 @@ func startUpstream(files map[string][]byte, tc *tls.Config) (*upstreamServer, er
 		ErrorLog:  log.New(io.Discard, "", 0),
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			u.hits.Add(1)
-			b, ok := files[strings.TrimPrefix(r.URL.Path, "/")]
-			if !ok {
-				http.NotFound(w, r)
-				return
-			}
-			w.Header().Set("Content-Length", fmt.Sprint(len(b)))
-			w.Write(b)
+			modules.ServeHTTP(w, r)
 		}),
 	}
 	go u.srv.ServeTLS(ln, "", "")
@@ -433,13 +429,13 @@ func load(ctx context.Context, c *http.Client, clients int, d time.Duration, url
 // failover starts an agent on primary|secondary, loops requests through
 // it, kills the primary and returns the time to the first response served
 // by the secondary, and the failed requests.
-func failover(ctx context.Context, files map[string][]byte, tc *tls.Config, certFile, keyFile, caFile string, cores int) (time.Duration, int64, error) {
-	p, err := startUpstream(files, tc)
+func failover(ctx context.Context, modules http.Handler, tc *tls.Config, certFile, keyFile, caFile string, cores int) (time.Duration, int64, error) {
+	p, err := startUpstream(modules, tc)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer p.close()
-	s, err := startUpstream(files, tc)
+	s, err := startUpstream(modules, tc)
 	if err != nil {
 		return 0, 0, err
 	}

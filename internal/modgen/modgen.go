@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -313,8 +314,7 @@ func Handler(bs []*Built) http.Handler {
 				return
 			}
 			_, latest := listAndLatest(vs)
-			w.Header().Set("Content-Type", "application/json")
-			w.Write(latest.Info)
+			serveBytes(w, "application/json", latest.Info)
 			return
 		}
 		i := strings.LastIndex(p, "/@v/")
@@ -329,7 +329,7 @@ func Handler(bs []*Built) http.Handler {
 		}
 		if file == "list" {
 			list, _ := listAndLatest(vs)
-			w.Write(list)
+			serveBytes(w, "text/plain; charset=utf-8", list)
 			return
 		}
 		ext := path.Ext(file)
@@ -344,13 +344,11 @@ func Handler(bs []*Built) http.Handler {
 			}
 			switch ext {
 			case ".info":
-				w.Header().Set("Content-Type", "application/json")
-				w.Write(b.Info)
+				serveBytes(w, "application/json", b.Info)
 			case ".mod":
-				w.Write(b.Mod)
+				serveBytes(w, "text/plain; charset=utf-8", b.Mod)
 			case ".zip":
-				w.Header().Set("Content-Type", "application/zip")
-				w.Write(b.Zip)
+				serveBytes(w, "application/zip", b.Zip)
 			default:
 				http.NotFound(w, r)
 			}
@@ -358,6 +356,14 @@ func Handler(bs []*Built) http.Handler {
 		}
 		http.Error(w, fmt.Sprintf("not found: %s@%s: unknown version", p[:i], v), http.StatusNotFound)
 	})
+}
+
+// serveBytes answers b with its Content-Type and Content-Length, as a
+// module proxy serving files does.
+func serveBytes(w http.ResponseWriter, contentType string, b []byte) {
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.Write(b)
 }
 
 // ConsumerModule is the module path of the main module WriteConsumer writes.

@@ -1,6 +1,7 @@
 package modgen
 
 import (
+	"crypto/rand"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -45,9 +46,14 @@ func TestBuildHashesMatchDirhash(t *testing.T) {
 	}
 }
 
+// TestHandler: the GOPROXY files of a module are served, with their
+// length (a zip larger than the server's buffer too), and anything else is
+// 404.
 func TestHandler(t *testing.T) {
 	t.Parallel()
-	b, err := Build(Module{Path: "example.com/Upper/x", Version: "v1.0.0"})
+	noise := make([]byte, 64<<10)
+	rand.Read(noise)
+	b, err := Build(Module{Path: "example.com/Upper/x", Version: "v1.0.0", Files: map[string]string{"x.go": "package x\n", "noise.bin": string(noise)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +77,9 @@ func TestHandler(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != want {
 			t.Errorf("GET %s = %d, want %d (%s)", path, resp.StatusCode, want, body)
+		}
+		if want == 200 && resp.ContentLength != int64(len(body)) {
+			t.Errorf("GET %s: Content-Length %d, want %d", path, resp.ContentLength, len(body))
 		}
 	}
 }
