@@ -51,12 +51,14 @@ func actContainer(ctx context.Context, t *testing.T, dir, dockerHost, runnerImag
 }
 
 // TestMain removes act's tool cache volume (act-toolcache, which act makes
-// for container mode and keeps) once every test here has ended: only this
-// package runs act in container mode.
+// for container mode and keeps) once every test here has ended, unless a
+// container still uses it.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if p, err := exec.LookPath("podman"); err == nil {
-		exec.Command(p, "volume", "rm", "-f", "act-toolcache").Run()
+		// Not -f: that removes the containers using the volume, and an
+		// act job of another test process may be one of them.
+		exec.Command(p, "volume", "rm", "act-toolcache").Run()
 	}
 	os.Exit(code)
 }
