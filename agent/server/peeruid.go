@@ -132,14 +132,15 @@ func scanProcNet(b, key []byte) (int, error) {
 	if j := bytes.IndexByte(line, '\n'); j >= 0 {
 		line = line[:j]
 	}
-	// After the addresses: st tx:rx tr:when retrnsmt uid …
+	// After the addresses: st tx:rx tr:when retrnsmt uid timeout inode …
 	f := bytes.Fields(line)
-	if len(f) < 7 {
+	if len(f) < 9 {
 		return -1, errors.New("peer lookup: short line in the socket table")
 	}
-	// A socket in TIME_WAIT (06) is listed with uid 0 whoever owned it:
-	// never take that for root.
-	if string(f[2]) == "06" {
+	// A socket in TIME_WAIT (06) is listed with uid 0 whoever owned it, and
+	// so is one its owner closed before the server's FIN (a timewait socket
+	// shown as FIN_WAIT2, 05): inode 0 marks both. Never take that for root.
+	if string(f[2]) == "06" || string(f[8]) == "0" {
 		return -1, errPeerNotFound
 	}
 	uid, err := strconv.Atoi(string(f[6]))

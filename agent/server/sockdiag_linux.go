@@ -88,8 +88,12 @@ func sockDiagUID(src, dst *net.TCPAddr) (int, error) {
 				if len(m.Data) < 72 {
 					return -1, errors.New("sock_diag: short reply")
 				}
-				// A TIME_WAIT socket reports uid 0 whoever owned it.
-				if m.Data[1] == 6 {
+				// A TIME_WAIT socket reports uid 0 whoever owned it, and so
+				// does one its owner closed as it waits for the FIN it
+				// lacks (a timewait socket in FIN_WAIT2, state 5): inode 0
+				// marks both. A peer that closed its socket reads no answer;
+				// never take it for root.
+				if m.Data[1] == 6 || ne.Uint32(m.Data[68:]) == 0 {
 					return -1, errPeerNotFound
 				}
 				return int(ne.Uint32(m.Data[64:])), nil
