@@ -8,16 +8,22 @@ package upstream
 // first answer's validator>", so the reader sees one whole body and no byte
 // is fetched twice. The continuation is spliced only when it provably
 // belongs to the same representation: a 206 whose Content-Range starts at
-// N and ends where the first answer's length did, under the same strong
-// ETag. Anything else — no validator, no Range support, a 200 (what a
-// server answers when If-Range no longer matches), a compressed body —
+// N and ends where the first answer's length did, under the same ETag and
+// Last-Modified, and that delivers exactly those bytes. Anything else — no
+// validator, no Range support, a 200 (what a server answers when If-Range
+// no longer matches), a compressed or multipart body, a date validator
+// that is not strong (RFC 9110 13.1.5: a Last-Modified less than a minute
+// before the answer's Date, since a file rewritten within the same second
+// keeps it), a continuation longer or shorter than its Content-Range —
 // ends the body with the original error, explained: unvalidated bytes are
 // never spliced.
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -139,6 +145,7 @@ func ResumeBody(ctx context.Context, path string, resp *http.Response, refetch R
 	}
 	b := &resumeBody{ctx: ctx, refetch: refetch, rc: resp.Body, total: resp.ContentLength, cnt: countersOf(ctx)}
 	etag := resp.Header.Get("ETag")
+	b.etag, b.lastModified = etag, resp.Header.Get("Last-Modified")
 	switch {
 	case resp.Uncompressed || !identity(resp.Header):
 		// Range offsets count the encoded bytes, not the ones read.
@@ -146,14 +153,25 @@ func ResumeBody(ctx context.Context, path string, resp *http.Response, refetch R
 	case strings.EqualFold(resp.Header.Get("Accept-Ranges"), "none"):
 		b.why = "the upstream does not accept Range requests (Accept-Ranges: none)"
 	case etag != "" && !strings.HasPrefix(etag, "W/"):
-		b.etag, b.validator = etag, etag
-	case resp.Header.Get("Last-Modified") != "":
-		// A weak ETag cannot be used with If-Range; a date can.
-		b.validator = resp.Header.Get("Last-Modified")
+		b.validator = etag
+	case b.lastModified != "" && !strongDate(resp.Header):
+		b.why = "its Last-Modified is less than a minute before its Date: a file rewritten within that second would keep it, so it cannot validate a continuation"
+	case b.lastModified != "":
+		// A weak ETag cannot be used with If-Range; a strong date can.
+		b.validator = b.lastModified
 	default:
 		b.why = "the upstream sent no validator (strong ETag or Last-Modified) to check a continuation against"
 	}
 	return b
+}
+
+// strongDate reports whether the answer's Last-Modified is a strong
+// validator as RFC 9110 13.1.5 lets a client deduce it: at least 60
+// seconds before the answer's Date.
+func strongDate(h http.Header) bool {
+	lm, err1 := http.ParseTime(h.Get("Last-Modified"))
+	date, err2 := http.ParseTime(h.Get("Date"))
+	return err1 == nil && err2 == nil && !lm.After(date.Add(-60*time.Second))
 }
 
 func identity(h http.Header) bool {
@@ -167,14 +185,15 @@ type resumeBody struct {
 	cnt     *counters
 	rc      io.ReadCloser
 
-	off       int64  // bytes returned to the reader
-	total     int64  // the whole length; -1 when unknown
-	etag      string // strong ETag of the first answer, if any
-	validator string // If-Range value; "" when not resumable
-	why       string // why not resumable, when validator is ""
-	resumes   int
-	noGain    int   // resumes in a row that delivered nothing
-	gainFrom  int64 // off at the last resume
+	off          int64  // bytes returned to the reader
+	total        int64  // the whole length; -1 when unknown
+	etag         string // ETag of the first answer, if any (weak too)
+	lastModified string // Last-Modified of the first answer, if any
+	validator    string // If-Range value; "" when not resumable
+	why          string // why not resumable, when validator is ""
+	resumes      int
+	noGain       int   // resumes in a row that delivered nothing
+	gainFrom     int64 // off at the last resume
 }
 
 func (b *resumeBody) Read(p []byte) (int, error) {
@@ -182,6 +201,14 @@ func (b *resumeBody) Read(p []byte) (int, error) {
 		n, err := b.rc.Read(p)
 		b.off += int64(n)
 		if err == nil || err == io.EOF || b.ctx.Err() != nil {
+			return n, err
+		}
+		var re *ResumeError
+		if errors.As(err, &re) {
+			// A continuation that broke its promise: never resumed.
+			if b.cnt != nil {
+				b.cnt.resumeFailures.Add(1)
+			}
 			return n, err
 		}
 		if b.total >= 0 && b.off == b.total {
@@ -240,7 +267,7 @@ func (b *resumeBody) resume(cause error) error {
 		resp.Body.Close()
 		return fail(why)
 	}
-	b.rc = resp.Body
+	b.rc = &spanBody{rc: resp.Body, remain: b.total - b.off, cause: cause}
 	if b.cnt != nil {
 		b.cnt.resumes.Add(1)
 		b.cnt.resumedBytes.Add(b.off)
@@ -258,8 +285,12 @@ func (b *resumeBody) check(resp *http.Response) string {
 		return fmt.Sprintf("the upstream answered %d to a Range request", resp.StatusCode)
 	case resp.Uncompressed || !identity(resp.Header):
 		return "the continuation was compressed"
+	case multipart(resp.Header):
+		return "the continuation is multipart/byteranges"
 	case b.etag != "" && resp.Header.Get("ETag") != "" && resp.Header.Get("ETag") != b.etag:
 		return "the continuation has another ETag"
+	case b.lastModified != "" && resp.Header.Get("Last-Modified") != "" && resp.Header.Get("Last-Modified") != b.lastModified:
+		return "the continuation has another Last-Modified"
 	}
 	first, last, total, err := parseContentRange(resp.Header.Get("Content-Range"))
 	switch {
@@ -271,6 +302,12 @@ func (b *resumeBody) check(resp *http.Response) string {
 		return fmt.Sprintf("the continuation is of a %d-byte file, the first answer of a %d-byte one", total, b.total)
 	case total >= 0 && last != total-1:
 		return fmt.Sprintf("the continuation ends at byte %d of %d", last, total)
+	case total < 0 && b.total >= 0 && last != b.total-1:
+		return fmt.Sprintf("the continuation ends at byte %d, the first answer at byte %d", last, b.total-1)
+	case total < 0 && b.total < 0:
+		// Neither answer says where the file ends: a continuation that
+		// stops short would pass for the whole file.
+		return "neither the first answer nor the continuation gives the file's length"
 	case resp.ContentLength >= 0 && resp.ContentLength != last-first+1:
 		return "the continuation's Content-Length disagrees with its Content-Range"
 	}
@@ -309,5 +346,45 @@ func parseContentRange(s string) (first, last, total int64, err error) {
 }
 
 func (b *resumeBody) Close() error { return b.rc.Close() }
+
+func multipart(h http.Header) bool {
+	mt, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
+	return strings.EqualFold(mt, "multipart/byteranges")
+}
+
+// spanBody is a continuation held to its Content-Range: exactly remain
+// more bytes. It ends early as a break (io.ErrUnexpectedEOF, which may be
+// resumed again), and a byte past the span is a *ResumeError: the
+// continuation was not what it said.
+type spanBody struct {
+	rc     io.ReadCloser
+	remain int64
+	cause  error // the break the continuation resumed
+}
+
+func (s *spanBody) Read(p []byte) (int, error) {
+	if s.remain <= 0 {
+		var one [1]byte
+		n, err := s.rc.Read(one[:])
+		if n > 0 {
+			return 0, &ResumeError{Err: s.cause, Reason: "the continuation is longer than its Content-Range"}
+		}
+		return 0, err
+	}
+	if int64(len(p)) > s.remain {
+		p = p[:s.remain]
+	}
+	n, err := s.rc.Read(p)
+	s.remain -= int64(n)
+	if err == io.EOF && s.remain > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	if err == io.EOF {
+		err = nil
+	}
+	return n, err
+}
+
+func (s *spanBody) Close() error { return s.rc.Close() }
 
 var _ io.ReadCloser = (*resumeBody)(nil)

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -318,5 +319,98 @@ func TestResumeError(t *testing.T) {
 	}
 	if want := ErrIdleBody.Error() + " (not resumed: no validator)"; !strings.HasSuffix(e.Error(), want) {
 		t.Errorf("Error() = %q, want it to end with %q", e.Error(), want)
+	}
+}
+
+// brokenAfter reads b, then fails as a cut connection does.
+type brokenAfter struct{ r io.Reader }
+
+func (b *brokenAfter) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// TestResumeRefusesBadContinuation: a 206 is spliced only when it
+// provably continues the same representation and delivers exactly the
+// bytes its Content-Range names; whatever the upstream's answer, the
+// reader gets either the whole file or an error after a prefix of it.
+func TestResumeRefusesBadContinuation(t *testing.T) {
+	t.Parallel()
+	data := []byte(strings.Repeat("0123456789", 10))
+	const cut = 40
+	now := time.Now().UTC()
+	date := now.Format(http.TimeFormat)
+	old := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC).Format(http.TimeFormat)
+	other := bytes.Repeat([]byte("Z"), len(data)-cut)
+	multipartBody := []byte(("--B\r\nContent-Type: application/zip\r\nContent-Range: bytes 40-99/100\r\n\r\n" + strings.Repeat("x", 60))[:len(data)-cut])
+	type answer struct {
+		header map[string]string
+		cl     int64
+		body   []byte
+	}
+	cases := []struct {
+		name    string
+		first   answer // body: data, cut at 40
+		cont    answer // status 206
+		wantErr string // "" for the whole file
+	}{
+		{"valid", answer{map[string]string{"ETag": `"a"`}, 100, nil},
+			answer{map[string]string{"ETag": `"a"`, "Content-Range": "bytes 40-99/100"}, 60, data[cut:]}, ""},
+		{"valid, first length unknown", answer{map[string]string{"ETag": `"a"`}, -1, nil},
+			answer{map[string]string{"ETag": `"a"`, "Content-Range": "bytes 40-99/100"}, -1, data[cut:]}, ""},
+		{"total unknown, ends short", answer{map[string]string{"ETag": `"a"`}, 100, nil},
+			answer{map[string]string{"ETag": `"a"`, "Content-Range": "bytes 40-79/*"}, 40, data[cut:80]}, "ends at byte 79"},
+		{"longer than its Content-Range", answer{map[string]string{"ETag": `"a"`}, 100, nil},
+			answer{map[string]string{"ETag": `"a"`, "Content-Range": "bytes 40-99/100"}, -1, append(append([]byte{}, data[cut:]...), "EXTRA"...)}, "longer than its Content-Range"},
+		{"shorter than its Content-Range", answer{map[string]string{"ETag": `"a"`}, 100, nil},
+			answer{map[string]string{"ETag": `"a"`, "Content-Range": "bytes 40-99/100"}, -1, data[cut:70]}, "not resumed"},
+		{"multipart/byteranges", answer{map[string]string{"ETag": `"a"`}, 100, nil},
+			answer{map[string]string{"ETag": `"a"`, "Content-Range": "bytes 40-99/100", "Content-Type": "multipart/byteranges; boundary=B"}, -1, multipartBody}, "multipart"},
+		{"weak ETag changed", answer{map[string]string{"ETag": `W/"a"`, "Last-Modified": old, "Date": date}, 100, nil},
+			answer{map[string]string{"ETag": `W/"b"`, "Last-Modified": old, "Content-Range": "bytes 40-99/100"}, 60, other}, "another ETag"},
+		{"Last-Modified changed (If-Range ignored)", answer{map[string]string{"Last-Modified": old, "Date": date}, 100, nil},
+			answer{map[string]string{"Last-Modified": date, "Content-Range": "bytes 40-99/100"}, 60, other}, "another Last-Modified"},
+		{"Last-Modified within a second of Date", answer{map[string]string{"Last-Modified": date, "Date": date}, 100, nil},
+			answer{map[string]string{"Last-Modified": date, "Content-Range": "bytes 40-99/100"}, 60, other}, "less than a minute before its Date"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			header := func(a answer) http.Header {
+				h := http.Header{}
+				for k, v := range a.header {
+					h.Set(k, v)
+				}
+				return h
+			}
+			first := &http.Response{StatusCode: http.StatusOK, Header: header(tc.first), ContentLength: tc.first.cl,
+				Body: io.NopCloser(&brokenAfter{bytes.NewReader(data[:cut])})}
+			refetches := 0
+			refetch := func(ctx context.Context, h http.Header) (*http.Response, error) {
+				refetches++
+				if got := h.Get("Range"); refetches == 1 && got != "bytes=40-" {
+					t.Errorf("Range %q, want bytes=40-", got)
+				}
+				return &http.Response{StatusCode: http.StatusPartialContent, Header: header(tc.cont), ContentLength: tc.cont.cl,
+					Body: io.NopCloser(bytes.NewReader(tc.cont.body))}, nil
+			}
+			body := ResumeBody(t.Context(), zipPath, first, refetch)
+			got, err := io.ReadAll(body)
+			if tc.wantErr == "" {
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("got %q, %v; want the whole file", got, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("got %d bytes, error %v; want an error containing %q", len(got), err, tc.wantErr)
+			}
+			if !bytes.HasPrefix(data, got) {
+				t.Errorf("got %q: not a prefix of the file, bytes of another answer were spliced", got)
+			}
+		})
 	}
 }
