@@ -236,10 +236,14 @@ func TestAnsweredGoCommand(t *testing.T) {
 	if !strings.Contains(via, "403 Forbidden") {
 		t.Errorf("through the agent cmd/go does not print the upstream's status:\n%s", via)
 	}
-	for _, bad := range []string{"diagnose", "identity", "502", "failure"} {
+	for _, bad := range []string{"diagnose", "identity", "failure"} {
 		if strings.Contains(via, bad) {
 			t.Errorf("through the agent cmd/go prints %q:\n%s", bad, via)
 		}
+	}
+	// A status, not digits of a port: a CI run failed on 127.0.0.1:45025.
+	if regexp.MustCompile(`\b502\b`).MatchString(via) {
+		t.Errorf("through the agent cmd/go prints 502:\n%s", via)
 	}
 
 	before := h.Stats().Answered
