@@ -23,7 +23,7 @@ import (
 // upstream answers.
 //
 // A network event is counted once. A body that breaks after its answer
-// began (cut, reset, stalled past the idle-body timeout, and not resumed)
+// began (cut, reset, stalled — ResumeStall, ErrIdleBody — and not resumed)
 // counts only when its request was sent after the last failure that
 // counted: bodies already streaming when a failure was counted were hit by
 // that same event — the other streams of the same reset, of the same

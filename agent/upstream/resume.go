@@ -3,10 +3,10 @@ package upstream
 // Resuming broken bodies (docs/resilience.md).
 //
 // A body of immutable content that breaks (connection closed or reset,
-// HTTP/2 stream reset) or stalls (ErrIdleBody) after some bytes is
-// continued where it broke with "Range: bytes=N-" and "If-Range: <the
-// first answer's validator>", so the reader sees one whole body and no byte
-// is fetched twice. The continuation is spliced only when it provably
+// HTTP/2 stream reset) or stalls (ErrIdleBody; sooner, ResumeStall) after
+// some bytes is continued where it broke with "Range: bytes=N-" and
+// "If-Range: <the first answer's validator>", so the reader sees one whole
+// body and no byte is fetched twice. The continuation is spliced only when it provably
 // belongs to the same representation: a 206 whose Content-Range starts at
 // N and ends where the first answer's length did, under the same ETag and
 // Last-Modified, and that delivers exactly those bytes. Anything else — no
@@ -40,6 +40,21 @@ const (
 	maxResumesNoGain   = 3
 	resumeFirstBackoff = 50 * time.Millisecond
 )
+
+// ResumeStall is how long a body that can be resumed waits for its next
+// byte before it is continued with a Range request, when that is shorter
+// than the idle-body timeout (docs/resilience.md, "Stalls"). A body that
+// cannot be resumed keeps the idle-body timeout: ending it sooner would
+// only fail it sooner.
+//
+// 5 s: a continuation is one validated request, so a false alarm costs a
+// round trip, while a real stall costs this much of every body it hits;
+// but a TCP connection that loses the same segment four times in a row
+// is silent for 0.2+0.4+0.8+1.6 = 3 s (Linux's minimum RTO, doubling) and
+// still heals by itself, and a server that pauses to fill a buffer or a
+// window stays well below a few seconds. The timer runs only while a read
+// waits for the upstream, so a slow reader (cmd/go) never trips it.
+const ResumeStall = 5 * time.Second
 
 // Immutable reports whether the GOPROXY protocol path (escaped, relative
 // to the proxy root) names content that never changes for its URL: the
@@ -139,6 +154,12 @@ type RefetchFunc func(ctx context.Context, header http.Header) (*http.Response, 
 // be the 200 answer to a plain GET. ctx bounds every continuation; its
 // cancellation ends the body as it would any read. Counts go to the
 // counters of ctx's client when it has one.
+//
+// When resp came through this package's transport with an idle-body
+// timeout longer than ResumeStall, and the body can be resumed (a
+// validator, "Accept-Ranges: bytes"), a read that waits ResumeStall for a
+// byte is a stall: the body is continued then rather than after the
+// idle-body timeout.
 func ResumeBody(ctx context.Context, path string, resp *http.Response, refetch RefetchFunc) io.ReadCloser {
 	if !Immutable(path) || resp.StatusCode != http.StatusOK {
 		return resp.Body
@@ -162,8 +183,25 @@ func ResumeBody(ctx context.Context, path string, resp *http.Response, refetch R
 	default:
 		b.why = "the upstream sent no validator (strong ETag or Last-Modified) to check a continuation against"
 	}
+	if b.validator != "" && strings.EqualFold(resp.Header.Get("Accept-Ranges"), "bytes") {
+		if idle := idleTimeoutOf(resp.Body); idle > ResumeStall {
+			b.stall = ResumeStall
+		}
+	}
 	return b
 }
+
+// StallError is a read of a resumable body that waited longer than its
+// stall threshold (ResumeStall) for a byte. It is an ErrIdleBody
+// (errors.Is): a stall that could not be resumed classifies as one.
+type StallError struct{ After time.Duration }
+
+func (e *StallError) Error() string {
+	return fmt.Sprintf("upstream stalled: no data received for %s", e.After)
+}
+
+// Is reports ErrIdleBody.
+func (e *StallError) Is(target error) bool { return target == ErrIdleBody }
 
 // strongDate reports whether the answer's Last-Modified is a strong
 // validator as RFC 9110 13.1.5 lets a client deduce it: at least 60
@@ -185,12 +223,13 @@ type resumeBody struct {
 	cnt     *counters
 	rc      io.ReadCloser
 
-	off          int64  // bytes returned to the reader
-	total        int64  // the whole length; -1 when unknown
-	etag         string // ETag of the first answer, if any (weak too)
-	lastModified string // Last-Modified of the first answer, if any
-	validator    string // If-Range value; "" when not resumable
-	why          string // why not resumable, when validator is ""
+	off          int64         // bytes returned to the reader
+	total        int64         // the whole length; -1 when unknown
+	etag         string        // ETag of the first answer, if any (weak too)
+	lastModified string        // Last-Modified of the first answer, if any
+	validator    string        // If-Range value; "" when not resumable
+	why          string        // why not resumable, when validator is ""
+	stall        time.Duration // a read waiting this long is a stall; 0: none
 	resumes      int
 	noGain       int   // resumes in a row that delivered nothing
 	gainFrom     int64 // off at the last resume
@@ -198,7 +237,7 @@ type resumeBody struct {
 
 func (b *resumeBody) Read(p []byte) (int, error) {
 	for {
-		n, err := b.rc.Read(p)
+		n, err := b.read(p)
 		b.off += int64(n)
 		if err == nil || err == io.EOF || b.ctx.Err() != nil {
 			return n, err
@@ -222,6 +261,29 @@ func (b *resumeBody) Read(p []byte) (int, error) {
 			return n, nil
 		}
 	}
+}
+
+// read reads from the current stream. When the body has a stall
+// threshold and the stream has delivered bytes (the first answer, or a
+// continuation past its first byte: one that delivers nothing waits the
+// idle-body timeout, since a fresh connection that is slow to start is a
+// slow upstream, not a broken path), a read that waits longer than it
+// closes the stream and returns a *StallError.
+func (b *resumeBody) read(p []byte) (int, error) {
+	if b.stall <= 0 || (b.resumes > 0 && b.off == b.gainFrom) {
+		return b.rc.Read(p)
+	}
+	rc := b.rc
+	var stalled atomic.Bool
+	t := time.AfterFunc(b.stall, func() {
+		stalled.Store(true)
+		rc.Close()
+	})
+	n, err := rc.Read(p)
+	if !t.Stop() && stalled.Load() && err != io.EOF {
+		err = &StallError{After: b.stall}
+	}
+	return n, err
 }
 
 // resume replaces b.rc by the continuation of the body at b.off, or

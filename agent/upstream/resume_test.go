@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -24,6 +25,12 @@ const zipPath = "example.test/m/@v/v1.0.0.zip"
 // faultServer serves files through a faultproxy.Handler on 127.0.0.1
 // (over TLS with HTTP/2 when h2) and returns the client for it.
 func faultServer(t *testing.T, files map[string][]byte, opts faultproxy.Options, h2 bool, wrap func(http.Handler) http.Handler, b Breaker) (*Client, *faultproxy.Handler) {
+	t.Helper()
+	return faultServerIdle(t, files, opts, h2, wrap, b, 200*time.Millisecond)
+}
+
+// faultServerIdle is faultServer with an idle-body timeout of idle.
+func faultServerIdle(t *testing.T, files map[string][]byte, opts faultproxy.Options, h2 bool, wrap func(http.Handler) http.Handler, b Breaker, idle time.Duration) (*Client, *faultproxy.Handler) {
 	t.Helper()
 	fsys := fstest.MapFS{}
 	for p, d := range files {
@@ -51,7 +58,7 @@ func faultServer(t *testing.T, files map[string][]byte, opts faultproxy.Options,
 	if err != nil {
 		t.Fatal(err)
 	}
-	timeouts := Timeouts{Connect: 5 * time.Second, TLSHandshake: 5 * time.Second, ResponseHeader: 2 * time.Second, IdleBody: 200 * time.Millisecond}
+	timeouts := Timeouts{Connect: 5 * time.Second, TLSHandshake: 5 * time.Second, ResponseHeader: 2 * time.Second, IdleBody: idle}
 	c := New(Options{
 		Entries:   entries,
 		Transport: NewTransport(TransportOptions{Origins: origins, Timeouts: timeouts, Retry: Retry{Attempts: 3, Backoff: 10 * time.Millisecond}}),
@@ -138,6 +145,74 @@ func TestResume(t *testing.T) {
 			}
 			if fh.Counts().Faults == 0 {
 				t.Errorf("no fault was injected: the case proves nothing")
+			}
+		})
+	}
+}
+
+// TestResumeStallSooner: a resumable body that stalls longer than
+// ResumeStall is continued then, not after the idle-body timeout: the
+// Range request reaches the upstream while the first answer is still
+// stalled there. A body that cannot be resumed keeps the idle-body
+// timeout: its stall ends with the upstream's abort, not a StallError.
+func TestResumeStallSooner(t *testing.T) {
+	t.Parallel()
+	const idle, stall = 30 * time.Second, 10 * time.Second
+	data := testenv.Noise(300 << 10)
+	cases := []struct {
+		name      string
+		opts      faultproxy.Options
+		resumable bool
+	}{
+		{name: "resumable", opts: faultproxy.Options{Fault: faultproxy.Stall, StallFor: stall}, resumable: true},
+		{name: "no validator", opts: faultproxy.Options{Fault: faultproxy.Stall, StallFor: stall, NoValidators: true}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			// The stalled answer stays stalled for StallFor even after
+			// the client hangs up, and a Range request records whether
+			// it arrived during that stall.
+			var stalling, rangeDuringStall atomic.Int32
+			wrap := func(h http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.Header.Get("Range") != "" {
+						rangeDuringStall.Store(stalling.Load())
+						h.ServeHTTP(w, r)
+						return
+					}
+					stalling.Add(1)
+					defer stalling.Add(-1)
+					h.ServeHTTP(w, r.WithContext(context.WithoutCancel(r.Context())))
+				})
+			}
+			c, fh := faultServerIdle(t, map[string][]byte{zipPath: data}, tc.opts, false, wrap, Breaker{}, idle)
+			resp, err := c.Get(t.Context(), zipPath)
+			if err != nil {
+				t.Fatalf("Get: %v", err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			fh.Close() // end the upstream's stall: the server's Close waits for it
+			h := c.Health()[0]
+			var se *StallError
+			if !tc.resumable {
+				if err == nil || errors.As(err, &se) {
+					t.Fatalf("read: %d bytes, error %v; want the upstream's abort after its %s stall, not a StallError after %s", len(got), err, stall, ResumeStall)
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("read: %d bytes, %v; want the whole %d-byte file", len(got), err, len(data))
+			}
+			if h.Resumes != 1 || h.ResumeFailures != 0 {
+				t.Errorf("counters %+v, want 1 resume and no resume failure", h.Counters)
+			}
+			if n := fh.Counts(); n.Faults != 1 || n.Partial != 1 {
+				t.Errorf("upstream saw %+v, want 1 fault and 1 206 answer", n)
+			}
+			if rangeDuringStall.Load() != 1 {
+				t.Errorf("the Range request reached the upstream after the %s stall ended: the body waited for the upstream's abort, not %s", stall, ResumeStall)
 			}
 		})
 	}

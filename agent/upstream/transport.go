@@ -264,6 +264,21 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// idleTimeoutOf returns the idle-body timeout of a response body from
+// this package's transport (as Client.do returns it), or 0.
+func idleTimeoutOf(rc io.ReadCloser) time.Duration {
+	for {
+		switch b := rc.(type) {
+		case *idleBody:
+			return b.d
+		case *cancelBody:
+			rc = b.ReadCloser
+		default:
+			return 0
+		}
+	}
+}
+
 func (b *idleBody) Close() error {
 	b.timer.Stop()
 	return b.rc.Close()
