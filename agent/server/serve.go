@@ -16,6 +16,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -75,9 +78,16 @@ type ServeConfig struct {
 	// StatsFile, when set, is kept holding a secret-free snapshot of the
 	// stats (see snapshotter), written as the agent's (dropped) user.
 	StatsFile string
+	// ShutdownGrace is how long a stopping agent (ctx done: SIGTERM,
+	// SIGINT, the stop endpoint) lets the requests in flight finish before
+	// it closes their connections; 0 means DefaultShutdownGrace.
+	ShutdownGrace time.Duration
 	// Logger receives the agent's log; nil is silent.
 	Logger hclog.Logger
 }
+
+// DefaultShutdownGrace is the ShutdownGrace when none is set.
+const DefaultShutdownGrace = 5 * time.Second
 
 // Serve runs the forwarder until ctx is done.
 func Serve(ctx context.Context, cfg ServeConfig) error {
@@ -154,8 +164,9 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 			return b.Bytes(), err
 		}
 	}
+	running := &inFlight{token: cfg.Token, reqs: map[*http.Request]string{}}
 	srv := &http.Server{
-		Handler: guardHandler(g, cfg.Token, cfg.Nonce, env, h),
+		Handler: running.handler(guardHandler(g, cfg.Token, cfg.Nonce, env, h)),
 		// A GOPROXY request is a short GET without a body (bodies are
 		// refused): bounding its headers in time and size bounds the
 		// request. No ReadTimeout: its deadline stays on the connection
@@ -185,15 +196,67 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	grace := cfg.ShutdownGrace
+	if grace <= 0 {
+		grace = DefaultShutdownGrace
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	err = srv.Shutdown(sctx)
+	if err := srv.Shutdown(sctx); err != nil {
+		// Requests still running after the grace period (a stalled
+		// upstream, a client that does not read) are cut: stopping is what
+		// was asked, and a clean stop exits 0 (the pod's and the job's
+		// contract), so this is logged, not returned.
+		paths := running.paths()
+		log.Warn("requests still running after the shutdown grace period were cut", "grace", grace, "requests", len(paths), "paths", paths)
+		srv.Close()
+	}
 	if snap != nil {
 		snap.write()
 	}
 	st := h.Stats()
 	log.Info("agent stopped", "requests", st.Requests, "failures", st.Failures, "bytes", st.Bytes)
-	return err
+	return nil
+}
+
+// inFlight tracks the requests being served, for the log of a shutdown
+// that has to cut them.
+type inFlight struct {
+	token string
+	mu    sync.Mutex
+	reqs  map[*http.Request]string
+}
+
+func (f *inFlight) handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The path without the capability token, which never reaches a
+		// log; a request without it is named by its method only.
+		p, ok := strings.CutPrefix(r.URL.Path, "/"+f.token+"/")
+		if !ok || f.token == "" {
+			p = "(" + r.Method + " without the token)"
+		}
+		f.mu.Lock()
+		f.reqs[r] = p
+		f.mu.Unlock()
+		defer func() {
+			f.mu.Lock()
+			delete(f.reqs, r)
+			f.mu.Unlock()
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// paths returns the tokenless paths of the requests in flight, sorted.
+func (f *inFlight) paths() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ps := make([]string, 0, len(f.reqs))
+	for _, p := range f.reqs {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	return ps
 }
 
 func checkLoopback(addr string) error {
