@@ -273,14 +273,12 @@ func (b *resumeBody) read(p []byte) (int, error) {
 	if b.stall <= 0 || (b.resumes > 0 && b.off == b.gainFrom) {
 		return b.rc.Read(p)
 	}
-	rc := b.rc
-	var stalled atomic.Bool
-	t := time.AfterFunc(b.stall, func() {
-		stalled.Store(true)
-		rc.Close()
-	})
+	rc := b.rc // resume replaces b.rc while the timer may still run
+	t := time.AfterFunc(b.stall, func() { rc.Close() })
 	n, err := rc.Read(p)
-	if !t.Stop() && stalled.Load() && err != io.EOF {
+	if !t.Stop() && err != io.EOF {
+		// The timer fired, and closed (or is closing) the stream, even
+		// when this read got bytes just in time.
 		err = &StallError{After: b.stall}
 	}
 	return n, err
