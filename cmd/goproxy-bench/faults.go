@@ -108,23 +108,14 @@ func (faultsBench) Run(ctx context.Context, args []string, stdout, stderr io.Wri
 			removeTree(d)
 		}
 	}()
-	modeSet := map[string]bool{}
-	for _, m := range strings.Split(modes, ",") {
-		modeSet[strings.TrimSpace(m)] = true
-	}
+	modeSet := wordSet(modes)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	defer tw.Flush() // once, at the end: the columns align over every row
 	fmt.Fprintf(tw, "fixture\tfault (once per zip)\tpath\tseconds\tvs direct, no fault\toutcome\tretries\tresumes\tsent twice\n")
 	for _, name := range strings.Split(fixtures, ",") {
-		fx := fixture{name: name, goSum: filepath.Join(fixturesDir, name+".go.sum"), goMod: filepath.Join(fixturesDir, name+".go.mod")}
-		src := filepath.Join(work, "src-"+name, "m")
-		if err := stage(fx, src); err != nil {
+		fx, proxyDir, err := b.primedFixture(ctx, name, fixturesDir, cacheDir, upstreamURL)
+		if err != nil {
 			return err
-		}
-		fx.goSum, fx.goMod = filepath.Join(src, "go.sum"), filepath.Join(src, "go.mod")
-		proxyDir := filepath.Join(cacheDir, "proxy")
-		if err := b.prime(ctx, fx, proxyDir, upstreamURL); err != nil {
-			return fmt.Errorf("prime %s: %w", name, err)
 		}
 		var base float64
 		for _, fname := range strings.Split(faults, ",") {

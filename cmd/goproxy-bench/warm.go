@@ -109,23 +109,12 @@ func (warmBench) Run(ctx context.Context, args []string, stdout, stderr io.Write
 			removeTree(d)
 		}
 	}()
-	modeSet := map[string]bool{}
-	for _, m := range strings.Split(modes, ",") {
-		modeSet[strings.TrimSpace(m)] = true
-	}
+	modeSet := wordSet(modes)
 	var rows []row
 	for _, name := range strings.Split(fixtures, ",") {
-		fx := fixture{name: name, goSum: filepath.Join(fixturesDir, name+".go.sum"), goMod: filepath.Join(fixturesDir, name+".go.mod")}
-		// Warm reads the go.mod next to the go.sum, with its directory
-		// replacements: a staged copy has them (as stubs).
-		src := filepath.Join(workDir, "src-"+name, "m")
-		if err := stage(fx, src); err != nil {
+		fx, proxyDir, err := b.primedFixture(ctx, name, fixturesDir, cacheDir, upstream)
+		if err != nil {
 			return err
-		}
-		fx.goSum, fx.goMod = filepath.Join(src, "go.sum"), filepath.Join(src, "go.mod")
-		proxyDir := filepath.Join(cacheDir, "proxy")
-		if err := b.prime(ctx, fx, proxyDir, upstream); err != nil {
-			return fmt.Errorf("prime %s: %w", name, err)
 		}
 		for _, d := range ds {
 			srv, err := serveProxy(proxyDir, d, "")
@@ -202,6 +191,34 @@ type row struct {
 	rssMB   float64 // 0: not measured
 	modules int
 	base    string // the row this one is compared with
+}
+
+// primedFixture stages the fixture name from fixturesDir under b.work
+// (warm reads the go.mod next to the go.sum, with its directory
+// replacements: a staged copy has them, as stubs) and primes the GOPROXY
+// directory under cacheDir with what it needs from upstream. It returns the
+// staged fixture and that directory.
+func (b *bench) primedFixture(ctx context.Context, name, fixturesDir, cacheDir, upstream string) (fixture, string, error) {
+	fx := fixture{name: name, goSum: filepath.Join(fixturesDir, name+".go.sum"), goMod: filepath.Join(fixturesDir, name+".go.mod")}
+	src := filepath.Join(b.work, "src-"+name, "m")
+	if err := stage(fx, src); err != nil {
+		return fx, "", err
+	}
+	fx.goSum, fx.goMod = filepath.Join(src, "go.sum"), filepath.Join(src, "go.mod")
+	proxyDir := filepath.Join(cacheDir, "proxy")
+	if err := b.prime(ctx, fx, proxyDir, upstream); err != nil {
+		return fx, "", fmt.Errorf("prime %s: %w", name, err)
+	}
+	return fx, proxyDir, nil
+}
+
+// wordSet is the set of the comma-separated words of list.
+func wordSet(list string) map[string]bool {
+	set := map[string]bool{}
+	for _, m := range strings.Split(list, ",") {
+		set[strings.TrimSpace(m)] = true
+	}
+	return set
 }
 
 // prime fills proxyDir (the GOPROXY file layout, which is exactly the
